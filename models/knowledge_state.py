@@ -1,0 +1,315 @@
+"""KnowledgeState replay: the features a student had at each attempt.
+
+Two implementations of DESIGN.md section 3 live here on purpose:
+
+* ExerciseState / KnowledgeState: one attempt at a time, written to read like
+  the specification. Serving uses it, and tests use it as the reference.
+* replay_students: the same numbers for a batch of students at once with numpy
+  (lagged sums instead of per-attempt loops), which is what the pipeline runs.
+
+Features are always computed *before* the attempt updates the state, so a row
+never sees its own label.
+"""
+
+import collections
+import hashlib
+import math
+import operator
+from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from models.problem_log import ProblemLog
+
+WINDOW = 20
+EWMA_START = 0.9
+EWMA_WEIGHTS = (0.333, 0.1)
+EMPTY_PERCENT_CORRECT = 0.8
+BASE_FEATURE_NAMES = ("bias", "ewma_3", "ewma_10", "streak", "log_num_done",
+                      "log_num_missed", "percent_correct")
+NUM_BASE_FEATURES = len(BASE_FEATURE_NAMES)
+DEFAULT_NUM_RANDOM_FEATURES = 100
+
+ComponentKey = Tuple[str, str, bool]  # (exercise, problem_type, correct)
+
+
+def feature_names(num_random_features: int) -> List[str]:
+    return list(BASE_FEATURE_NAMES) + [
+        f"random_{i + 1}" for i in range(num_random_features)]
+
+
+def random_component(key: ComponentKey, seed: int, dim: int) -> np.ndarray:
+    """Unit vector of `dim` standard-normal draws, a pure function of
+    (exercise, problem_type, correct) and the model seed, so every worker, every
+    run and the serving side derive the same vector without sharing state."""
+    exercise, problem_type, correct = key
+    text = "\x1f".join((str(seed), exercise, problem_type, "1" if correct else "0"))
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    rng = np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
+    vector = rng.standard_normal(dim)
+    return vector / np.linalg.norm(vector)
+
+
+class ComponentCache:
+    """Memoises random_component for one (seed, dim). `used` collects the keys
+    asked for since the caller last cleared it, so the components actually used
+    can be saved with the parameters."""
+
+    def __init__(self, seed: int, dim: int):
+        self.seed = seed
+        self.dim = dim
+        self.vectors: Dict[ComponentKey, np.ndarray] = {}
+        self.used: set = set()
+
+    def __call__(self, key: ComponentKey) -> np.ndarray:
+        self.used.add(key)
+        vector = self.vectors.get(key)
+        if vector is None:
+            vector = self.vectors[key] = random_component(key, self.seed, self.dim)
+        return vector
+
+
+class ExerciseState:
+    """The last WINDOW answers on one exercise."""
+
+    def __init__(self):
+        self.answers = collections.deque(maxlen=WINDOW)
+
+    def features(self) -> List[float]:
+        """[ewma_3, ewma_10, streak, log_num_done, log_num_missed, percent_correct]."""
+        total_done = len(self.answers)
+        total_correct = sum(self.answers)
+        ewmas = []
+        for weight in EWMA_WEIGHTS:
+            value = EWMA_START
+            for answer in self.answers:
+                value = weight * answer + (1 - weight) * value
+            ewmas.append(value)
+        streak = 0
+        for answer in reversed(self.answers):
+            if not answer:
+                break
+            streak += 1
+        return ewmas + [
+            float(streak),
+            math.log(total_done) if total_done else 0.0,
+            math.log(total_done - total_correct + 1),
+            total_correct / total_done if total_done else EMPTY_PERCENT_CORRECT,
+        ]
+
+    def update(self, correct: bool) -> None:
+        self.answers.append(1 if correct else 0)
+
+
+class KnowledgeState:
+    """One student's state: an ExerciseState per exercise plus the random vector r."""
+
+    def __init__(self, components: ComponentCache):
+        self.components = components
+        self.exercises: Dict[str, ExerciseState] = {}
+        self.random_features = np.zeros(components.dim)
+
+    def features(self, exercise: str) -> np.ndarray:
+        state = self.exercises.get(exercise) or ExerciseState()
+        return np.concatenate(([1.0], state.features(), self.random_features))
+
+    def update(self, log: ProblemLog) -> None:
+        self.exercises.setdefault(log.exercise, ExerciseState()).update(log.correct)
+        if log.problem_number == 1:
+            self.random_features = self.random_features + self.components(
+                (log.exercise, log.problem_type, log.correct))
+
+
+def sessionize(logs: Iterable[ProblemLog]) -> Tuple[List[ProblemLog], int]:
+    """Chronological order with a deterministic tie-break (every field), exact
+    duplicates removed, problem_number derived where absent.
+    Returns (logs, number of duplicates dropped)."""
+    ordered = sorted(logs, key=_time_done)
+    if any(a.time_done == b.time_done for a, b in zip(ordered, ordered[1:])):
+        ordered.sort(key=_sort_key)  # ties: break them by every field
+    unique: List[ProblemLog] = []
+    for log in ordered:
+        if not unique or log != unique[-1]:
+            unique.append(log)
+    duplicates = len(ordered) - len(unique)
+    attempts_so_far: Dict[str, int] = collections.Counter()
+    sessionized = []
+    for log in unique:
+        attempts_so_far[log.exercise] += 1
+        if log.problem_number is None:
+            log = log._replace(problem_number=attempts_so_far[log.exercise])
+        sessionized.append(log)
+    return sessionized, duplicates
+
+
+_time_done = operator.attrgetter("time_done")
+
+
+def _sort_key(log: ProblemLog):
+    return (log.time_done, log.exercise, log.problem_type,
+            -1 if log.problem_number is None else log.problem_number,
+            log.correct,
+            *(-1 if value is None else value
+              for value in (log.time_taken, log.count_hints, log.count_attempts)))
+
+
+def reference_replay(logs: Sequence[ProblemLog], components: ComponentCache,
+                     problem_number_range=(1, None)) -> List[Tuple[ProblemLog, np.ndarray]]:
+    """Specification-shaped replay of one sessionized student: (log, x) rows."""
+    low, high = problem_number_range
+    state = KnowledgeState(components)
+    rows = []
+    for log in logs:
+        if log.problem_number >= low and (high is None or log.problem_number < high):
+            rows.append((log, state.features(log.exercise)))
+        state.update(log)
+    return rows
+
+
+class TrainingRows(NamedTuple):
+    """A block of training rows as columns: what travels between pipeline steps
+    instead of one element per attempt."""
+
+    user: np.ndarray            # object (str)
+    exercise: np.ndarray        # object (str)
+    time_done: np.ndarray       # int64 epoch microseconds
+    problem_number: np.ndarray  # int64
+    correct: np.ndarray         # bool
+    x: np.ndarray               # float64, (rows, NUM_BASE_FEATURES + D)
+
+    def __len__(self):
+        return len(self.correct)
+
+    def take(self, index) -> "TrainingRows":
+        return TrainingRows(*(column[index] for column in self))
+
+    @staticmethod
+    def concatenate(blocks: Sequence["TrainingRows"]) -> "TrainingRows":
+        return TrainingRows(*(np.concatenate(columns) for columns in zip(*blocks)))
+
+    def split_by_exercise(self) -> Iterable[Tuple[str, "TrainingRows"]]:
+        """(exercise, its rows in their original order), exercises in order of
+        first appearance."""
+        index: Dict[str, int] = {}
+        codes = np.array([index.setdefault(name, len(index)) for name in self.exercise],
+                         dtype=np.int64)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
+        for name, code in index.items():
+            yield name, self.take(order[bounds[code]:bounds[code + 1]])
+
+
+def _ewma_coefficients(weight: float) -> np.ndarray:
+    """coef[j] multiplies the answer j+1 attempts back."""
+    return weight * (1 - weight) ** np.arange(WINDOW)
+
+
+def _exercise_features(group: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Base features (without bias) for attempts already ordered by
+    (student-exercise group, time). Uses lagged sums over the window so the
+    batch needs O(WINDOW) numpy passes rather than a Python loop per attempt."""
+    n = len(group)
+    answers = correct.astype(np.float64)
+    index = np.arange(n)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    done_before = index - group_start
+    total_done = np.minimum(done_before, WINDOW)
+
+    cumulative = np.r_[0.0, np.cumsum(answers)]   # cumulative[i] = sum(answers[:i])
+    total_correct = cumulative[index] - cumulative[index - total_done]
+
+    # Trailing run of correct answers: distance back to the last wrong answer.
+    last_wrong = np.where(answers == 0, index, -1)
+    last_wrong[starts] = np.maximum(last_wrong[starts], starts - 1)
+    last_wrong = np.maximum.accumulate(last_wrong)
+    previous_last_wrong = np.r_[-1, last_wrong[:-1]]
+    streak = np.where(done_before > 0, index - 1 - previous_last_wrong, 0)
+    streak = np.minimum(streak, total_done)
+
+    features = np.empty((n, NUM_BASE_FEATURES - 1))
+    for column, weight in enumerate(EWMA_WEIGHTS):
+        coefficients = _ewma_coefficients(weight)
+        value = EWMA_START * (1 - weight) ** total_done
+        for lag in range(1, WINDOW + 1):
+            lagged = np.zeros(n)
+            lagged[lag:] = answers[:-lag] if lag < n else 0
+            value = value + np.where(total_done >= lag, coefficients[lag - 1] * lagged, 0.0)
+        features[:, column] = value
+    features[:, 2] = streak
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features[:, 3] = np.where(total_done > 0, np.log(np.maximum(total_done, 1)), 0.0)
+        features[:, 4] = np.log(total_done - total_correct + 1)
+        features[:, 5] = np.where(total_done > 0, total_correct / np.maximum(total_done, 1),
+                                  EMPTY_PERCENT_CORRECT)
+    return features
+
+
+def replay_students(students: Sequence[Sequence[ProblemLog]], components: ComponentCache,
+                    problem_number_range=(1, None)) -> TrainingRows:
+    """Replay a batch of sessionized students (each a time-ordered list of logs)
+    and return the emitted training rows in (student, time) order.
+
+    The random vector of each student is a running sum over that student's own
+    updates only, so a row's value does not depend on which other students share
+    the batch (results are identical however Beam bundles the work)."""
+    dim = components.dim
+    lengths = np.array([len(logs) for logs in students], dtype=np.int64)
+    n = int(lengths.sum())
+    if n == 0:
+        return TrainingRows(np.array([], dtype=object), np.array([], dtype=object),
+                            np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+                            np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES + dim)))
+    flat = [log for logs in students for log in logs]
+    users, exercises, problem_types, problem_numbers, times, corrects = list(zip(*flat))[:6]
+    correct = np.array(corrects, dtype=bool)
+    problem_number = np.array(problem_numbers, dtype=np.int64)
+    student_of_row = np.repeat(np.arange(len(students)), lengths)
+
+    # Base features: group rows by (student, exercise), stable so time order holds.
+    exercise_index: Dict[str, int] = {}
+    exercise_ids = np.array([exercise_index.setdefault(name, len(exercise_index))
+                             for name in exercises], dtype=np.int64)
+    group = student_of_row * len(exercise_index) + exercise_ids
+    order = np.argsort(group, kind="stable")
+    base = np.empty((n, NUM_BASE_FEATURES - 1))
+    base[order] = _exercise_features(group[order], correct[order])
+
+    # Random features: r before each attempt = sum of the student's earlier
+    # components. Row 0 of `running` is the zero vector.
+    is_update = problem_number == 1
+    update_rows = np.flatnonzero(is_update)
+    running = np.zeros((len(update_rows) + 1, dim))
+    if len(update_rows):
+        vectors = np.array([components((exercises[i], problem_types[i], corrects[i]))
+                            for i in update_rows])
+        update_student = student_of_row[update_rows]
+        bounds = np.searchsorted(update_student, np.arange(len(students) + 1))
+        for s in np.flatnonzero(np.diff(bounds)):
+            running[1 + bounds[s]:1 + bounds[s + 1]] = np.cumsum(
+                vectors[bounds[s]:bounds[s + 1]], axis=0)
+        updates_before_student = bounds[student_of_row]
+    else:
+        updates_before_student = np.zeros(n, dtype=np.int64)
+    updates_before_row = np.cumsum(is_update) - is_update
+    own_updates_before = updates_before_row - updates_before_student
+    running_index = np.where(own_updates_before > 0,
+                             updates_before_row, 0)  # last own update's row in `running`
+
+    low, high = problem_number_range
+    emit = problem_number >= low
+    if high is not None:
+        emit &= problem_number < high
+    rows = np.flatnonzero(emit)
+    x = np.empty((len(rows), NUM_BASE_FEATURES + dim))
+    x[:, 0] = 1.0
+    x[:, 1:NUM_BASE_FEATURES] = base[rows]
+    x[:, NUM_BASE_FEATURES:] = running[running_index[rows]]
+    return TrainingRows(
+        user=np.array(users, dtype=object)[rows],
+        exercise=np.array(exercises, dtype=object)[rows],
+        time_done=np.array(times, dtype=np.int64)[rows],
+        problem_number=problem_number[rows],
+        correct=correct[rows],
+        x=x,
+    )

@@ -1,0 +1,263 @@
+"""Train per-exercise knowledge-model parameters from ProblemLogs.
+
+    python -m pipelines.train_knowledge_model --input 'logs/*.avro' --output out/
+
+reads ProblemLogs, replays every student's KnowledgeState in time order, fits
+one logistic regression per exercise and writes, under --output:
+
+    params/params.jsonl            one record per fitted exercise
+    components/components.jsonl    the random components the features used
+    skipped_exercises/...jsonl     exercises not fitted, with the reason
+    dead_letter/*.jsonl            every record that could not be used, with the reason
+    run_summary.json               counts by stage and reason, model settings, wall time
+
+Runs on the DirectRunner by default; any Beam runner option is accepted
+(e.g. --direct_running_mode=multi_processing --direct_num_workers=2).
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from models.exercise_model import FitSettings
+from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
+from models.problem_log import parse_column_mapping
+from transforms.fit import SKIPPED, FitPerExercise
+from transforms.read import DEAD_LETTER, FORMATS, ReadProblemLogs, detect_format
+from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
+from transforms.run_summary import counter_values, human_summary, summarize
+from transforms.sessionize import SessionizeByStudent
+from transforms.write import (WriteComponents, WriteJsonLines, WriteSortedJsonLines,
+                              training_row_records)
+
+OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter")
+RUN_SUMMARY = "run_summary.json"
+
+
+def parse_problem_number_range(text: str):
+    """'LO,HI' -> (LO, HI) for LO <= problem_number < HI; '' -> all attempts."""
+    if not text:
+        return 1, None
+    try:
+        low, high = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--problem_number_range {text!r} is not LO,HI (e.g. 1,6)") from None
+    if low < 1 or high <= low:
+        raise ValueError(f"--problem_number_range {text!r} needs 1 <= LO < HI")
+    return low, high
+
+
+class KnowledgeModelOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("knowledge model")
+        group.add_argument("--input", required=True,
+                           help="File glob of ProblemLogs (e.g. 'logs/*.avro').")
+        group.add_argument("--output", required=True,
+                           help="Output directory (local path or gs://...).")
+        group.add_argument("--input_format", default="auto", choices=("auto",) + FORMATS,
+                           help="Format of --input files; 'auto' uses the file extension "
+                                "(.avro, .json/.jsonl, .csv, .parquet).")
+        group.add_argument("--column_mapping", default="",
+                           help="Source column names for ProblemLog fields when they differ, "
+                                "e.g. 'user=student_id,exercise=skill,time_done=timestamp'.")
+        group.add_argument("--max_attempts_per_student", type=int, default=100000,
+                           help="A student with more attempts is dead-lettered whole "
+                                "(reason too_many_attempts), not truncated.")
+        group.add_argument("--problem_number_range", default="",
+                           help="LO,HI: emit training rows only for LO <= problem_number < HI "
+                                "(the source system used 1,6). Default: every attempt. State "
+                                "is always updated by every attempt.")
+        group.add_argument("--num_random_features", type=int,
+                           default=DEFAULT_NUM_RANDOM_FEATURES,
+                           help="Dimension D of the random-component vector r.")
+        group.add_argument("--seed", type=int, default=0,
+                           help="Model seed: random components, row sampling and the "
+                                "holdout split are pure functions of it.")
+        group.add_argument("--max_samples_per_exercise", type=int, default=50000,
+                           help="Rows per exercise are capped by a uniform random sample "
+                                "of this size.")
+        group.add_argument("--min_samples", type=int, default=30,
+                           help="Exercises with fewer training rows are skipped "
+                                "(reason too_few_samples).")
+        group.add_argument("--holdout_fraction", type=float, default=0.1,
+                           help="Fraction of students whose rows are held out for "
+                                "evaluation (a student's rows are all on one side).")
+        group.add_argument("--l2", type=float, default=1e-4,
+                           help="L2 penalty on theta (bias excluded), added to the mean "
+                                "negative log likelihood as l2/2 * |theta|^2.")
+        group.add_argument("--max_iterations", type=int, default=500,
+                           help="L-BFGS iteration limit per exercise.")
+        group.add_argument("--model_version", default="",
+                           help="Version label stored with every parameter record. "
+                                "Default: the UTC start time, e.g. 20261123T002000Z.")
+        group.add_argument("--training_rows_output", default="",
+                           help="If set, also write every emitted training row (user, "
+                                "exercise, time_done, problem_number, correct, x) as JSON "
+                                "lines under this directory.")
+        group.add_argument("--replay_batch_size", type=int, default=20000,
+                           help="Attempts replayed together in one numpy batch.")
+        group.add_argument("--overwrite", action="store_true",
+                           help="Replace the outputs of an earlier run in --output; "
+                                "without it such outputs are an error.")
+
+
+def validate(options: KnowledgeModelOptions) -> dict:
+    """Check options before building anything; returns derived settings.
+    Raises ValueError naming the option."""
+    settings = {
+        "file_format": (detect_format(options.input) if options.input_format == "auto"
+                        else options.input_format),
+        "column_mapping": parse_column_mapping(options.column_mapping),
+        "problem_number_range": parse_problem_number_range(options.problem_number_range),
+    }
+    positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
+                "min_samples", "max_iterations", "replay_batch_size")
+    for name in positive:
+        if getattr(options, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(options, name)}")
+    if not 0 <= options.holdout_fraction < 1:
+        raise ValueError(f"--holdout_fraction must be in [0, 1), got {options.holdout_fraction}")
+    if not options.l2 >= 0:
+        raise ValueError(f"--l2 must be >= 0, got {options.l2}")
+    if not FileSystems.match([options.input])[0].metadata_list:
+        raise ValueError(f"--input {options.input!r} matches no files")
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
+    settings["trained_at"] = now.isoformat().replace("+00:00", "Z")
+    return settings
+
+
+def output_path(output: str, *parts: str) -> str:
+    return FileSystems.join(output.rstrip("/"), *parts)
+
+
+def previous_outputs(output: str) -> list:
+    patterns = [output_path(output, folder, "*") for folder in OUTPUT_FOLDERS]
+    patterns.append(output_path(output, RUN_SUMMARY))
+    return [metadata.path for match in FileSystems.match(patterns)
+            for metadata in match.metadata_list]
+
+
+def build(pipeline, options: KnowledgeModelOptions, settings: dict) -> None:
+    """Assemble the training graph on `pipeline`."""
+    output = options.output
+    fit_settings = FitSettings(
+        max_samples=options.max_samples_per_exercise, min_samples=options.min_samples,
+        holdout_fraction=options.holdout_fraction, l2=options.l2,
+        max_iterations=options.max_iterations, seed=options.seed,
+        model_version=settings["model_version"], trained_at=settings["trained_at"])
+
+    logs = pipeline | "ReadProblemLogs" >> ReadProblemLogs(
+        options.input, settings["file_format"], settings["column_mapping"])
+    students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
+        options.max_attempts_per_student)
+    replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
+        options.seed, options.num_random_features, settings["problem_number_range"],
+        options.replay_batch_size)
+    fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(fit_settings)
+
+    _ = fits.fitted | "WriteParams" >> WriteSortedJsonLines(
+        output_path(output, "params", "params"), lambda record: record["exercise"])
+    _ = fits[SKIPPED] | "WriteSkipped" >> WriteSortedJsonLines(
+        output_path(output, "skipped_exercises", "skipped_exercises"),
+        lambda record: record["exercise"])
+    _ = replayed[COMPONENT_KEYS] | "WriteComponents" >> WriteComponents(
+        output_path(output, "components", "components"), options.seed,
+        options.num_random_features)
+    _ = ((logs[DEAD_LETTER], students[DEAD_LETTER])
+         | "AllDeadLetters" >> beam.Flatten()
+         | "WriteDeadLetter" >> WriteJsonLines(output_path(output, "dead_letter", "dead_letter")))
+    if options.training_rows_output:
+        _ = (replayed[ROWS]
+             | "TrainingRowRecords" >> beam.FlatMap(training_row_records)
+             | "WriteTrainingRows" >> WriteJsonLines(
+                 output_path(options.training_rows_output, "training_rows")))
+
+
+class UsageError(ValueError):
+    """A problem with the command line, reported without a traceback."""
+
+
+def run(argv=None) -> dict:
+    """Run the job; returns the run summary (also written to run_summary.json)."""
+    started = time.monotonic()
+    pipeline_options = PipelineOptions(argv)
+    options = pipeline_options.view_as(KnowledgeModelOptions)
+    try:
+        settings = validate(options)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    existing = previous_outputs(options.output)
+    if existing and not options.overwrite:
+        raise UsageError(f"--output {options.output!r} already holds outputs of a run "
+                         f"(e.g. {existing[0]}); pass --overwrite to replace them")
+    if existing:
+        FileSystems.delete(existing)
+
+    pipeline = beam.Pipeline(options=pipeline_options)
+    build(pipeline, options, settings)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    summary = summarize(counter_values(result))
+    summary["wall_time_seconds"] = round(time.monotonic() - started, 3)
+    summary["model"] = {
+        "model_version": settings["model_version"],
+        "trained_at": settings["trained_at"],
+        "seed": options.seed,
+        "num_random_features": options.num_random_features,
+        "problem_number_range": list(settings["problem_number_range"]),
+        "feature_names": feature_names(options.num_random_features),
+    }
+    summary["input"] = options.input
+    summary["outputs"] = {
+        "params": output_path(options.output, "params", "params.jsonl"),
+        "components": output_path(options.output, "components", "components.jsonl"),
+        "skipped_exercises": output_path(options.output, "skipped_exercises",
+                                         "skipped_exercises.jsonl"),
+        "dead_letter": output_path(options.output, "dead_letter", "dead_letter-*.jsonl"),
+        "run_summary": output_path(options.output, RUN_SUMMARY),
+    }
+    if options.training_rows_output:
+        summary["outputs"]["training_rows"] = output_path(
+            options.training_rows_output, "training_rows-*.jsonl")
+    with FileSystems.create(summary["outputs"]["run_summary"]) as handle:
+        handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
+    print(human_summary(summary, options.output))
+    return summary
+
+
+def print_help() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.train_knowledge_model", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
+               "--direct_running_mode multi_processing, --direct_num_workers N; "
+               "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
+    KnowledgeModelOptions._add_argparse_args(parser)
+    parser.print_help()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        run(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The run summary: what happened to every record, from the pipeline's counters."""
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from transforms.read import METRICS_NAMESPACE
+
+_DEAD_LETTER_PREFIX = "dead_letter_"
+_SKIPPED_PREFIX = "exercises_skipped_"
+_COUNTS = ("records_read", "records_valid", "duplicates_dropped", "students",
+           "students_skipped", "rows_emitted", "exercises_fitted")
+
+
+def counter_values(result) -> dict:
+    """Committed counter values of this pipeline's namespace (attempted where
+    the runner does not commit)."""
+    values = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        name = counter.key.metric.name
+        values[name] = values.get(name, 0) + int(value or 0)
+    return values
+
+
+def summarize(counters: dict) -> dict:
+    dead_lettered = {name[len(_DEAD_LETTER_PREFIX):]: value for name, value in counters.items()
+                     if name.startswith(_DEAD_LETTER_PREFIX)}
+    skipped = {name[len(_SKIPPED_PREFIX):]: value for name, value in counters.items()
+               if name.startswith(_SKIPPED_PREFIX)}
+    summary = {name: counters.get(name, 0) for name in _COUNTS}
+    summary["dead_lettered"] = dict(sorted(dead_lettered.items()))
+    summary["dead_lettered_total"] = sum(dead_lettered.values())
+    summary["exercises_skipped"] = dict(sorted(skipped.items()))
+    summary["exercises_skipped_total"] = sum(skipped.values())
+    summary["records_trained_on"] = (summary["records_valid"] - summary["duplicates_dropped"]
+                                     - dead_lettered.get("too_many_attempts", 0))
+    return summary
+
+
+def human_summary(summary: dict, output: str) -> str:
+    lines = [
+        f"Read {summary['records_read']} ProblemLogs: {summary['records_trained_on']} replayed, "
+        f"{summary['duplicates_dropped']} duplicates dropped, "
+        f"{summary['dead_lettered_total']} dead-lettered"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['dead_lettered'].items())})"
+           if summary["dead_lettered"] else "") + ".",
+        f"{summary['students']} students replayed ({summary['students_skipped']} skipped), "
+        f"{summary['rows_emitted']} training rows.",
+        f"{summary['exercises_fitted']} exercises fitted, {summary['exercises_skipped_total']} skipped"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['exercises_skipped'].items())})"
+           if summary["exercises_skipped"] else "") + ".",
+        f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
+    ]
+    lines += [f"  {name:<18} {path}" for name, path in summary["outputs"].items()]
+    return "\n".join(lines)

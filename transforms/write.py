@@ -1,0 +1,75 @@
+"""Output sinks: JSON lines files a person can read with `head`."""
+
+import apache_beam as beam
+
+from models.knowledge_state import random_component
+from models.problem_log import format_timestamp
+from transforms.dead_letter import to_json_line
+
+
+class WriteJsonLines(beam.PTransform):
+    """dicts -> sharded JSON lines (for large outputs: dead letter, rows)."""
+
+    def __init__(self, path_prefix: str):
+        super().__init__()
+        self.path_prefix = path_prefix
+
+    def expand(self, records):
+        return (records
+                | "ToJson" >> beam.Map(to_json_line)
+                | "Write" >> beam.io.WriteToText(self.path_prefix, file_name_suffix=".jsonl"))
+
+
+class WriteSortedJsonLines(beam.PTransform):
+    """dicts -> one JSON lines file sorted by `sort_key`. For outputs with one
+    record per exercise or component: small enough for one worker, and a sorted
+    single file diffs cleanly between runs."""
+
+    def __init__(self, path_prefix: str, sort_key):
+        super().__init__()
+        self.path_prefix = path_prefix
+        self.sort_key = sort_key
+
+    def expand(self, records):
+        sort_key = self.sort_key
+        return (records
+                | "ToJson" >> beam.Map(lambda record: (sort_key(record), to_json_line(record)))
+                | "Gather" >> beam.combiners.ToList()
+                | "Sort" >> beam.FlatMap(lambda pairs: [line for _, line in sorted(pairs)])
+                | "Write" >> beam.io.WriteToText(self.path_prefix, file_name_suffix=".jsonl",
+                                                 num_shards=1, shard_name_template=""))
+
+
+def component_record(key, seed: int, dim: int) -> dict:
+    exercise, problem_type, correct = key
+    return {"exercise": exercise, "problem_type": problem_type, "correct": bool(correct),
+            "vector": random_component(key, seed, dim).tolist()}
+
+
+class WriteComponents(beam.PTransform):
+    """Component keys (repeats allowed) -> the distinct keys with their vectors."""
+
+    def __init__(self, path_prefix: str, seed: int, dim: int):
+        super().__init__()
+        self.path_prefix = path_prefix
+        self.seed = seed
+        self.dim = dim
+
+    def expand(self, keys):
+        seed, dim = self.seed, self.dim
+        return (keys
+                | "Distinct" >> beam.Distinct()
+                | "Vector" >> beam.Map(component_record, seed, dim)
+                | "Write" >> WriteSortedJsonLines(
+                    self.path_prefix,
+                    lambda r: (r["exercise"], r["problem_type"], r["correct"])))
+
+
+def training_row_records(block):
+    """(exercise, TrainingRows) -> one dict per row, for --training_rows_output."""
+    _, rows = block
+    for i in range(len(rows)):
+        yield {"user": rows.user[i], "exercise": rows.exercise[i],
+               "time_done": format_timestamp(int(rows.time_done[i])),
+               "problem_number": int(rows.problem_number[i]),
+               "correct": bool(rows.correct[i]), "x": rows.x[i].tolist()}
