@@ -6,15 +6,12 @@ not depend on row order, bundling or the number of workers.
 """
 
 import dataclasses
-import hashlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from models.knowledge_state import TrainingRows
+from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, ComponentCache, TrainingRows
 from models.logistic import auc, base_rate_log_likelihood, fit_logistic, log_likelihoods
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,16 +19,12 @@ class FitSettings:
     max_samples: int = 50000
     min_samples: int = 30
     holdout_fraction: float = 0.1
-    l2: float = 1e-4
+    l2: float = 30.0
     max_iterations: int = 500
     seed: int = 0
+    num_random_features: int = DEFAULT_NUM_RANDOM_FEATURES
     model_version: str = ""
     trained_at: str = ""
-
-
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
-                          "little")
 
 
 def _splitmix64(values: np.ndarray) -> np.ndarray:
@@ -42,26 +35,23 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _user_hashes(users: np.ndarray, salt: str) -> np.ndarray:
-    known: Dict[str, int] = {}
-    return np.array([known[user] if user in known
-                     else known.setdefault(user, _hash64(f"{salt}\x1f{user}"))
-                     for user in users], dtype=np.uint64)
+def _salted(user_hashes: np.ndarray, purpose: int, seed: int) -> np.ndarray:
+    salt = _splitmix64(np.array([purpose * 0x10001 + seed], dtype=np.uint64))[0]
+    return _splitmix64(user_hashes ^ salt)
 
 
 def sample_keys(rows: TrainingRows, seed: int) -> np.ndarray:
     """A uniform pseudo-random uint64 per row; keeping the k smallest is a
     uniform sample of k rows that any worker computes identically."""
     with np.errstate(over="ignore"):
-        mixed = _user_hashes(rows.user, f"sample\x1f{seed}") ^ _splitmix64(
-            rows.time_done.astype(np.uint64) * np.uint64(31) + rows.problem_number.astype(np.uint64))
-    return _splitmix64(mixed)
+        attempt = _splitmix64(rows.time_done.astype(np.uint64) * np.uint64(31)
+                              + rows.problem_number.astype(np.uint64))
+    return _splitmix64(_salted(rows.user_hash, 1, seed) ^ attempt)
 
 
-def holdout_mask(users: np.ndarray, seed: int, fraction: float) -> np.ndarray:
+def holdout_mask(rows: TrainingRows, seed: int, fraction: float) -> np.ndarray:
     """True for rows of held-out users: a student is wholly on one side."""
-    uniform = _user_hashes(users, f"holdout\x1f{seed}").astype(np.float64) / 2.0 ** 64
-    return uniform < fraction
+    return _salted(rows.user_hash, 2, seed).astype(np.float64) / 2.0 ** 64 < fraction
 
 
 def deterministic_order(rows: TrainingRows, keys: np.ndarray) -> np.ndarray:
@@ -69,7 +59,8 @@ def deterministic_order(rows: TrainingRows, keys: np.ndarray) -> np.ndarray:
     the order rows arrived in (ties are rare: the full sort runs only then)."""
     order = np.argsort(keys, kind="stable")
     if np.any(keys[order][1:] == keys[order][:-1]):
-        order = np.lexsort((rows.problem_number, rows.time_done, rows.user.astype(str), keys))
+        order = np.lexsort((*rows.base.T[::-1], rows.correct, rows.problem_number,
+                            rows.time_done, rows.user.astype(str), keys))
     return order
 
 
@@ -79,11 +70,10 @@ def bottom_k(rows: TrainingRows, keys: np.ndarray, k: int) -> Tuple[TrainingRows
     return rows.take(order), keys[order]
 
 
-def _metrics(prefix: str, theta, rows: TrainingRows, mask: np.ndarray) -> Dict:
-    if not mask.any():
-        return {f"{prefix}_log_likelihood": None}
-    return {f"{prefix}_log_likelihood":
-            float(np.mean(log_likelihoods(theta, rows.x[mask], rows.correct[mask])))}
+def _mean_log_likelihood(theta, x: np.ndarray, labels: np.ndarray) -> Optional[float]:
+    if not len(labels):
+        return None
+    return float(np.mean(log_likelihoods(theta, x, labels)))
 
 
 def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
@@ -93,7 +83,7 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     `rows` is at most settings.max_samples rows already chosen by bottom_k over
     all `rows_available` rows of the exercise."""
     rows = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
-    holdout = holdout_mask(rows.user, settings.seed, settings.holdout_fraction)
+    holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
     labels = rows.correct.astype(np.float64)
     counts = {"exercise": exercise, "num_rows_available": int(rows_available),
@@ -111,19 +101,20 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
         return skipped("single_class",
                        f"all {counts['num_train']} training rows are "
                        f"{'correct' if positives else 'wrong'}; no slope to fit")
-    fit = fit_logistic(rows.x[train], labels[train], settings.l2, settings.max_iterations)
+    x = rows.features(ComponentCache(settings.seed, settings.num_random_features))
+    fit = fit_logistic(x[train], labels[train], settings.l2, settings.max_iterations)
     if not np.all(np.isfinite(fit.theta)):
         return skipped("non_finite_fit", fit.message)
 
     holdout_auc: Optional[float] = None
     if holdout.any():
-        holdout_auc = auc(rows.x[holdout] @ fit.theta, rows.correct[holdout])
+        holdout_auc = auc(x[holdout] @ fit.theta, rows.correct[holdout])
     return "fitted", {
         "exercise": exercise,
         "theta": [float(value) for value in fit.theta],
         **{key: counts[key] for key in ("num_train", "num_holdout", "num_rows_available")},
-        **_metrics("train", fit.theta, rows, train),
-        **_metrics("holdout", fit.theta, rows, holdout),
+        "train_log_likelihood": _mean_log_likelihood(fit.theta, x[train], labels[train]),
+        "holdout_log_likelihood": _mean_log_likelihood(fit.theta, x[holdout], labels[holdout]),
         "holdout_auc": holdout_auc,
         "holdout_base_rate_log_likelihood": base_rate_log_likelihood(
             labels[train], labels[holdout]),

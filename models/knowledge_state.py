@@ -146,11 +146,11 @@ _time_done = operator.attrgetter("time_done")
 
 
 def _sort_key(log: ProblemLog):
-    return (log.time_done, log.exercise, log.problem_type,
-            -1 if log.problem_number is None else log.problem_number,
-            log.correct,
-            *(-1 if value is None else value
-              for value in (log.time_taken, log.count_hints, log.count_attempts)))
+    # (present?, value) so that None sorts apart from every number.
+    return (log.time_done, log.exercise, log.problem_type, log.correct,
+            *((value is not None, value or 0)
+              for value in (log.problem_number, log.time_taken, log.count_hints,
+                            log.count_attempts)))
 
 
 def reference_replay(logs: Sequence[ProblemLog], components: ComponentCache,
@@ -166,26 +166,83 @@ def reference_replay(logs: Sequence[ProblemLog], components: ComponentCache,
     return rows
 
 
-class TrainingRows(NamedTuple):
-    """A block of training rows as columns: what travels between pipeline steps
-    instead of one element per attempt."""
+def user_hash(user: str) -> int:
+    """A stable 64-bit hash of the user id (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(user.encode("utf-8"), digest_size=8).digest(),
+                          "little")
 
-    user: np.ndarray            # object (str)
-    exercise: np.ndarray        # object (str)
-    time_done: np.ndarray       # int64 epoch microseconds
-    problem_number: np.ndarray  # int64
-    correct: np.ndarray         # bool
-    x: np.ndarray               # float64, (rows, NUM_BASE_FEATURES + D)
+
+def _ragged_take(indptr: np.ndarray, values: np.ndarray, index: np.ndarray):
+    """Rows `index` of a CSR-style ragged array -> (indptr, values)."""
+    lengths = np.diff(indptr)[index]
+    new_indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_indptr[1:])
+    positions = (np.repeat(indptr[:-1][index] - new_indptr[:-1], lengths)
+                 + np.arange(new_indptr[-1]))
+    return new_indptr, values[positions]
+
+
+class TrainingRows:
+    """A block of training rows as columns: what travels between pipeline steps
+    instead of one element per attempt.
+
+    The random part of x is kept factorised: row i's r is the sum of the
+    components of the keys update_ids[update_indptr[i]:update_indptr[i+1]]
+    (indices into component_keys, in the order they were added). That is
+    ~10 small ints per row instead of D floats, which cuts what the shuffle
+    moves several-fold; features() materialises x where it is needed."""
+
+    __slots__ = ("user", "user_hash", "exercise", "time_done", "problem_number", "correct",
+                 "base", "update_indptr", "update_ids", "component_keys")
+    _ROW_COLUMNS = ("user", "user_hash", "exercise", "time_done", "problem_number", "correct",
+                    "base")
+
+    def __init__(self, user, user_hash, exercise, time_done, problem_number, correct, base,
+                 update_indptr, update_ids, component_keys):
+        self.user = user                      # object (str)
+        self.user_hash = user_hash            # uint64 user_hash(user): sampling, holdout
+        self.exercise = exercise              # object (str)
+        self.time_done = time_done            # int64 epoch microseconds
+        self.problem_number = problem_number  # int64
+        self.correct = correct                # bool
+        self.base = base                      # float64 (rows, NUM_BASE_FEATURES), bias first
+        self.update_indptr = update_indptr    # int64 (rows + 1)
+        self.update_ids = update_ids          # int32 indices into component_keys
+        self.component_keys = component_keys  # tuple of ComponentKey
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
 
     def __len__(self):
         return len(self.correct)
 
     def take(self, index) -> "TrainingRows":
-        return TrainingRows(*(column[index] for column in self))
+        index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        indptr, ids = _ragged_take(self.update_indptr, self.update_ids, index)
+        return TrainingRows(*(getattr(self, name)[index] for name in self._ROW_COLUMNS),
+                            indptr, ids, self.component_keys)
 
     @staticmethod
     def concatenate(blocks: Sequence["TrainingRows"]) -> "TrainingRows":
-        return TrainingRows(*(np.concatenate(columns) for columns in zip(*blocks)))
+        keys: Dict[ComponentKey, int] = {}
+        indptrs, ids = [np.zeros(1, dtype=np.int64)], []
+        offset = 0
+        for block in blocks:
+            remap = np.array([keys.setdefault(key, len(keys)) for key in block.component_keys]
+                             + [0], dtype=np.int32)
+            ids.append(remap[block.update_ids])
+            indptrs.append(block.update_indptr[1:] + offset)
+            offset += block.update_indptr[-1]
+        return TrainingRows(
+            *(np.concatenate([getattr(block, name) for block in blocks])
+              for name in TrainingRows._ROW_COLUMNS),
+            np.concatenate(indptrs), np.concatenate(ids).astype(np.int32), tuple(keys))
 
     def split_by_exercise(self) -> Iterable[Tuple[str, "TrainingRows"]]:
         """(exercise, its rows in their original order), exercises in order of
@@ -197,6 +254,23 @@ class TrainingRows(NamedTuple):
         bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
         for name, code in index.items():
             yield name, self.take(order[bounds[code]:bounds[code + 1]])
+
+    def features(self, components: "ComponentCache") -> np.ndarray:
+        """The dense x = [bias, base features, r]: (rows, NUM_BASE_FEATURES + D).
+        r is accumulated in the order the components were added, as the
+        one-attempt-at-a-time replay does."""
+        x = np.zeros((len(self), NUM_BASE_FEATURES + components.dim))
+        x[:, :NUM_BASE_FEATURES] = self.base
+        if len(self.update_ids):
+            vectors = np.array([components(key) for key in self.component_keys])
+            r = x[:, NUM_BASE_FEATURES:]
+            lengths = np.diff(self.update_indptr)
+            rows_with = np.flatnonzero(lengths)
+            # Column j of the ragged layout: the j-th component added, per row.
+            for j in range(int(lengths.max())):
+                rows_j = rows_with[lengths[rows_with] > j]
+                r[rows_j] += vectors[self.update_ids[self.update_indptr[rows_j] + j]]
+        return x
 
 
 def _ewma_coefficients(weight: float) -> np.ndarray:
@@ -248,18 +322,20 @@ def _exercise_features(group: np.ndarray, correct: np.ndarray) -> np.ndarray:
 def replay_students(students: Sequence[Sequence[ProblemLog]], components: ComponentCache,
                     problem_number_range=(1, None)) -> TrainingRows:
     """Replay a batch of sessionized students (each a time-ordered list of logs)
-    and return the emitted training rows in (student, time) order.
+    and return the emitted training rows in (student, time) order. The keys of
+    the random components the rows use are added to `components.used`.
 
-    The random vector of each student is a running sum over that student's own
-    updates only, so a row's value does not depend on which other students share
-    the batch (results are identical however Beam bundles the work)."""
-    dim = components.dim
+    A row's random part lists only its own student's earlier updates, so rows do
+    not depend on which other students share the batch (results are identical
+    however Beam bundles the work)."""
     lengths = np.array([len(logs) for logs in students], dtype=np.int64)
     n = int(lengths.sum())
     if n == 0:
-        return TrainingRows(np.array([], dtype=object), np.array([], dtype=object),
+        return TrainingRows(np.array([], dtype=object), np.array([], dtype=np.uint64),
+                            np.array([], dtype=object),
                             np.array([], dtype=np.int64), np.array([], dtype=np.int64),
-                            np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES + dim)))
+                            np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
+                            np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
     flat = [log for logs in students for log in logs]
     users, exercises, problem_types, problem_numbers, times, corrects = list(zip(*flat))[:6]
     correct = np.array(corrects, dtype=bool)
@@ -275,41 +351,43 @@ def replay_students(students: Sequence[Sequence[ProblemLog]], components: Compon
     base = np.empty((n, NUM_BASE_FEATURES - 1))
     base[order] = _exercise_features(group[order], correct[order])
 
-    # Random features: r before each attempt = sum of the student's earlier
-    # components. Row 0 of `running` is the zero vector.
+    # Random features: r before an attempt is the sum of the components of the
+    # student's earlier problem_number == 1 attempts, kept as their key ids.
     is_update = problem_number == 1
     update_rows = np.flatnonzero(is_update)
-    running = np.zeros((len(update_rows) + 1, dim))
-    if len(update_rows):
-        vectors = np.array([components((exercises[i], problem_types[i], corrects[i]))
-                            for i in update_rows])
-        update_student = student_of_row[update_rows]
-        bounds = np.searchsorted(update_student, np.arange(len(students) + 1))
-        for s in np.flatnonzero(np.diff(bounds)):
-            running[1 + bounds[s]:1 + bounds[s + 1]] = np.cumsum(
-                vectors[bounds[s]:bounds[s + 1]], axis=0)
-        updates_before_student = bounds[student_of_row]
-    else:
-        updates_before_student = np.zeros(n, dtype=np.int64)
+    key_index: Dict[ComponentKey, int] = {}
+    update_key_ids = np.array(
+        [key_index.setdefault((exercises[i], problem_types[i], corrects[i]), len(key_index))
+         for i in update_rows], dtype=np.int32)
+    for key in key_index:
+        components.used.add(key)
     updates_before_row = np.cumsum(is_update) - is_update
-    own_updates_before = updates_before_row - updates_before_student
-    running_index = np.where(own_updates_before > 0,
-                             updates_before_row, 0)  # last own update's row in `running`
+    first_update_of_student = np.searchsorted(update_rows, np.r_[0, np.cumsum(lengths)[:-1]])
+    updates_start = first_update_of_student[student_of_row]
 
     low, high = problem_number_range
     emit = problem_number >= low
     if high is not None:
         emit &= problem_number < high
     rows = np.flatnonzero(emit)
-    x = np.empty((len(rows), NUM_BASE_FEATURES + dim))
-    x[:, 0] = 1.0
-    x[:, 1:NUM_BASE_FEATURES] = base[rows]
-    x[:, NUM_BASE_FEATURES:] = running[running_index[rows]]
+    base_x = np.empty((len(rows), NUM_BASE_FEATURES))
+    base_x[:, 0] = 1.0
+    base_x[:, 1:] = base[rows]
+    # Row i's updates are update_key_ids[updates_start[i]:updates_before_row[i]].
+    starts, stops = updates_start[rows], updates_before_row[rows]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(stops - starts, out=indptr[1:])
+    positions = np.repeat(starts - indptr[:-1], stops - starts) + np.arange(indptr[-1])
     return TrainingRows(
         user=np.array(users, dtype=object)[rows],
+        user_hash=np.array([user_hash(logs[0].user) if logs else 0 for logs in students],
+                           dtype=np.uint64)[student_of_row[rows]],
         exercise=np.array(exercises, dtype=object)[rows],
         time_done=np.array(times, dtype=np.int64)[rows],
         problem_number=problem_number[rows],
         correct=correct[rows],
-        x=x,
+        base=base_x,
+        update_indptr=indptr,
+        update_ids=update_key_ids[positions],
+        component_keys=tuple(key_index),
     )

@@ -20,25 +20,29 @@ def log_likelihoods(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
 
 
 def objective(theta: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float):
-    """Mean negative log likelihood + l2/2 * |theta without bias|^2, and its
+    """(negative log likelihood + l2/2 * |theta without bias|^2) / n, and its
     gradient: the function fit_logistic minimises, in the original columns.
-    The mean (not the sum) keeps l2 meaning the same at any sample size."""
+
+    l2 is the precision of a Gaussian prior on the weights, so the penalty
+    matters for an exercise with a hundred rows and fades for one with fifty
+    thousand (the same as scikit-learn's C = 1 / l2). Dividing by n only
+    keeps the numbers O(1) for the optimiser."""
     z = x @ theta
     n = len(y)
     loss = np.sum(np.logaddexp(0.0, z) - y * z) / n
     gradient = x.T @ (special.expit(z) - y) / n
     penalised = theta[1:]
-    gradient[1:] += l2 * penalised
-    return loss + 0.5 * l2 * penalised @ penalised, gradient
+    gradient[1:] += (l2 / n) * penalised
+    return loss + 0.5 * (l2 / n) * penalised @ penalised, gradient
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-4,
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0,
                  max_iterations: int = 500, tolerance: float = 1e-7) -> FitResult:
     """Minimise objective() with L-BFGS and the analytic gradient. Column 0 is
     the bias (unpenalised).
 
     The solver runs on whitened features Z = (x - mean) L^-T with
-    L L^T = covariance + 4 l2 I, i.e. 4x the objective's Hessian at p = 1/2.
+    L L^T = covariance + 4 (l2/n) I, i.e. 4x the objective's Hessian at p = 1/2.
     It is an exact change of variables (u = L^T theta; centring moves into the
     free bias; the penalty becomes l2/2 |L^-T u|^2), so the optimum is the same,
     but the Hessian is close to a multiple of I and L-BFGS needs ~15-20
@@ -46,13 +50,14 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-4,
     to the original columns."""
     y = np.asarray(y, dtype=np.float64)
     n, p = x.shape
+    ridge = l2 / n  # the penalty per row, as objective() applies it
     means = x[:, 1:].mean(axis=0)
     centred = x[:, 1:] - means
     covariance = centred.T @ centred / n
     # The ridge also keeps the factorisation defined for constant or collinear
     # columns when l2 = 0; it shapes only the preconditioner, never the objective.
     covariance[np.diag_indices(p - 1)] += max(
-        4 * l2, 1e-6 * np.trace(covariance) / (p - 1), 1e-12)
+        4 * ridge, 1e-6 * np.trace(covariance) / (p - 1), 1e-12)
     lower = np.linalg.cholesky(covariance)
     whitened = np.empty_like(x)
     whitened[:, 0] = 1.0
@@ -66,8 +71,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-4,
         loss = np.sum(np.logaddexp(0.0, z) - y * z) / n
         gradient = whitened.T @ (special.expit(z) - y) / n
         theta = to_theta(u[1:])
-        gradient[1:] += l2 * linalg.solve_triangular(lower, theta, lower=True)
-        return loss + 0.5 * l2 * theta @ theta, gradient
+        gradient[1:] += ridge * linalg.solve_triangular(lower, theta, lower=True)
+        return loss + 0.5 * ridge * theta @ theta, gradient
 
     result = optimize.minimize(
         whitened_objective, np.zeros(p), jac=True, method="L-BFGS-B",

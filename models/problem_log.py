@@ -46,6 +46,9 @@ PROBLEM_LOG_AVRO_SCHEMA = {
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
+_MIN_MICROS = (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc) - _EPOCH) // _MICROSECOND
+_MAX_MICROS = (datetime.datetime.max.replace(tzinfo=datetime.timezone.utc) - _EPOCH) // _MICROSECOND
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _TRUE = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "no", "n"})
 
@@ -100,7 +103,15 @@ def _missing(value: Any) -> bool:
 def parse_timestamp_micros(value: Any) -> int:
     """datetime, epoch seconds (number or numeric string) or ISO-8601 text
     (BigQuery's '2024-01-02 03:04:05 UTC' included) -> epoch microseconds.
-    Naive datetimes are taken as UTC."""
+    Naive datetimes are taken as UTC. Instants outside years 1-9999 (BigQuery's
+    TIMESTAMP range; e.g. epoch milliseconds passed as seconds) are rejected."""
+    micros = _timestamp_micros(value)
+    if not _MIN_MICROS <= micros <= _MAX_MICROS:
+        raise InvalidProblemLog("bad_timestamp", f"{value!r} is outside years 1-9999")
+    return micros
+
+
+def _timestamp_micros(value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidProblemLog("bad_timestamp", repr(value))
     if isinstance(value, datetime.datetime):
@@ -114,13 +125,13 @@ def parse_timestamp_micros(value: Any) -> int:
     if isinstance(value, str):
         text = value.strip()
         try:
-            return parse_timestamp_micros(float(text))
+            return _timestamp_micros(float(text))
         except ValueError:
             pass
         if text.endswith(" UTC"):
             text = text[:-4] + "+00:00"
         try:
-            return parse_timestamp_micros(datetime.datetime.fromisoformat(text))
+            return _timestamp_micros(datetime.datetime.fromisoformat(text))
         except ValueError:
             raise InvalidProblemLog("bad_timestamp", repr(value)) from None
     raise InvalidProblemLog("bad_timestamp", repr(value))
@@ -141,17 +152,27 @@ def parse_bool(value: Any) -> bool:
 
 
 def _parse_int(field: str, value: Any) -> int:
+    """An INT64: ints, integral floats, and text ('12', exact at any size, or
+    '12.0'); anything else, or out of range, is bad_<field>."""
     if isinstance(value, bool):
         raise InvalidProblemLog(f"bad_{field}", repr(value))
-    if isinstance(value, int):
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidProblemLog(f"bad_{field}", repr(value)) from None
-    if not number.is_integer():
-        raise InvalidProblemLog(f"bad_{field}", repr(value))
-    return int(number)
+    number = value
+    if not isinstance(value, int):
+        try:
+            number = int(value.strip()) if isinstance(value, str) else None
+        except ValueError:
+            number = None
+        if number is None:
+            try:
+                real = float(value)
+            except (TypeError, ValueError):
+                raise InvalidProblemLog(f"bad_{field}", repr(value)) from None
+            if not real.is_integer():
+                raise InvalidProblemLog(f"bad_{field}", repr(value))
+            number = int(real)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise InvalidProblemLog(f"bad_{field}", f"{value!r} is outside INT64")
+    return number
 
 
 class ProblemLogParser:
@@ -184,14 +205,16 @@ class ProblemLogParser:
         problem_type = get(type_col)
         problem_type = "" if problem_type is None else str(problem_type).strip()
         problem_number = get(number_col)
-        if type(problem_number) is not int and problem_number is not None:
+        if problem_number is not None and not (type(problem_number) is int
+                                               and 1 <= problem_number <= _INT64_MAX):
             problem_number = (None if _missing(problem_number)
                               else _parse_int("problem_number", problem_number))
-        if problem_number is not None and problem_number < 1:
-            raise InvalidProblemLog("bad_problem_number", repr(problem_number))
+            if problem_number is not None and problem_number < 1:
+                raise InvalidProblemLog("bad_problem_number", repr(problem_number))
         optional = [get(column) for column in optional_cols]
         for i, value in enumerate(optional):
-            if type(value) is not int and value is not None:
+            if value is not None and not (type(value) is int
+                                          and _INT64_MIN <= value <= _INT64_MAX):
                 optional[i] = (None if _missing(value)
                                else _parse_int(OPTIONAL_INT_FIELDS[i], value))
         if type(correct) is not bool:

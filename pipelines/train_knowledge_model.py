@@ -34,8 +34,8 @@ from transforms.read import DEAD_LETTER, FORMATS, ReadProblemLogs, detect_format
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
 from transforms.sessionize import SessionizeByStudent
-from transforms.write import (WriteComponents, WriteJsonLines, WriteSortedJsonLines,
-                              training_row_records)
+from transforms.write import (TrainingRowRecords, WriteComponents, WriteJsonLines,
+                              WriteSortedJsonLines)
 
 OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter")
 RUN_SUMMARY = "run_summary.json"
@@ -90,9 +90,11 @@ class KnowledgeModelOptions(PipelineOptions):
         group.add_argument("--holdout_fraction", type=float, default=0.1,
                            help="Fraction of students whose rows are held out for "
                                 "evaluation (a student's rows are all on one side).")
-        group.add_argument("--l2", type=float, default=1e-4,
-                           help="L2 penalty on theta (bias excluded), added to the mean "
-                                "negative log likelihood as l2/2 * |theta|^2.")
+        group.add_argument("--l2", type=float, default=FitSettings.l2,
+                           help="L2 penalty on theta (bias excluded): the precision of a "
+                                "Gaussian prior, added to the negative log likelihood as "
+                                "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
+                                "(scikit-learn's C = 1/l2). Default %(default)s.")
         group.add_argument("--max_iterations", type=int, default=500,
                            help="L-BFGS iteration limit per exercise.")
         group.add_argument("--model_version", default="",
@@ -153,6 +155,7 @@ def build(pipeline, options: KnowledgeModelOptions, settings: dict) -> None:
         max_samples=options.max_samples_per_exercise, min_samples=options.min_samples,
         holdout_fraction=options.holdout_fraction, l2=options.l2,
         max_iterations=options.max_iterations, seed=options.seed,
+        num_random_features=options.num_random_features,
         model_version=settings["model_version"], trained_at=settings["trained_at"])
 
     logs = pipeline | "ReadProblemLogs" >> ReadProblemLogs(
@@ -177,7 +180,8 @@ def build(pipeline, options: KnowledgeModelOptions, settings: dict) -> None:
          | "WriteDeadLetter" >> WriteJsonLines(output_path(output, "dead_letter", "dead_letter")))
     if options.training_rows_output:
         _ = (replayed[ROWS]
-             | "TrainingRowRecords" >> beam.FlatMap(training_row_records)
+             | "TrainingRowRecords" >> beam.ParDo(
+                 TrainingRowRecords(options.seed, options.num_random_features))
              | "WriteTrainingRows" >> WriteJsonLines(
                  output_path(options.training_rows_output, "training_rows")))
 

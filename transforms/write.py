@@ -2,7 +2,7 @@
 
 import apache_beam as beam
 
-from models.knowledge_state import random_component
+from models.knowledge_state import ComponentCache, random_component
 from models.problem_log import format_timestamp
 from transforms.dead_letter import to_json_line
 
@@ -65,11 +65,22 @@ class WriteComponents(beam.PTransform):
                     lambda r: (r["exercise"], r["problem_type"], r["correct"])))
 
 
-def training_row_records(block):
-    """(exercise, TrainingRows) -> one dict per row, for --training_rows_output."""
-    _, rows = block
-    for i in range(len(rows)):
-        yield {"user": rows.user[i], "exercise": rows.exercise[i],
-               "time_done": format_timestamp(int(rows.time_done[i])),
-               "problem_number": int(rows.problem_number[i]),
-               "correct": bool(rows.correct[i]), "x": rows.x[i].tolist()}
+class TrainingRowRecords(beam.DoFn):
+    """(exercise, TrainingRows) -> one dict per row with its dense x, for
+    --training_rows_output."""
+
+    def __init__(self, seed: int, dim: int):
+        self.seed = seed
+        self.dim = dim
+
+    def setup(self):
+        self.components = ComponentCache(self.seed, self.dim)
+
+    def process(self, block):
+        _, rows = block
+        x = rows.features(self.components)
+        for i in range(len(rows)):
+            yield {"user": rows.user[i], "exercise": rows.exercise[i],
+                   "time_done": format_timestamp(int(rows.time_done[i])),
+                   "problem_number": int(rows.problem_number[i]),
+                   "correct": bool(rows.correct[i]), "x": x[i].tolist()}

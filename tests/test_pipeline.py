@@ -1,0 +1,339 @@
+"""End-to-end tests of pipelines.train_knowledge_model on the DirectRunner,
+checked against an in-memory reference built from the one-attempt-at-a-time
+specification code (models.knowledge_state.reference_replay), not from the
+batched code the pipeline runs."""
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+import types
+
+import fastavro
+import numpy as np
+import pytest
+
+from models.exercise_model import holdout_mask
+from models.knowledge_state import ComponentCache, reference_replay, sessionize, user_hash
+from models.logistic import fit_logistic, objective
+from models.problem_log import ProblemLogParser, format_timestamp
+from pipelines import generate_sample
+from pipelines.train_knowledge_model import run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEED = 0
+D = 100
+L2 = 30.0
+COMMON = ["--model_version", "test-v1", "--max_samples_per_exercise", "1000000"]
+
+
+def read_jsonl(pattern):
+    records = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as handle:
+            records.extend(json.loads(line) for line in handle if line.strip())
+    return records
+
+
+def params_by_exercise(output):
+    return {record["exercise"]: record
+            for record in read_jsonl(os.path.join(output, "params", "*.jsonl"))}
+
+
+def without_time(params):
+    return {exercise: {k: v for k, v in record.items() if k != "trained_at"}
+            for exercise, record in params.items()}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("sample"))
+    generate_sample.main(["--output", directory, "--students", "300", "--seed", "3"])
+    return directory
+
+
+@pytest.fixture(scope="module")
+def raw_records(sample):
+    records = []
+    for path in sorted(glob.glob(os.path.join(sample, "*.avro"))):
+        with open(path, "rb") as handle:
+            records.extend(fastavro.reader(handle))
+    return records
+
+
+@pytest.fixture(scope="module")
+def trained(sample, tmp_path_factory):
+    output = str(tmp_path_factory.mktemp("out"))
+    rows = str(tmp_path_factory.mktemp("rows"))
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", output,
+                   "--training_rows_output", rows, *COMMON])
+    return types.SimpleNamespace(summary=summary, output=output, rows=rows)
+
+
+@pytest.fixture(scope="module")
+def reference(raw_records):
+    """Rows by the specification-shaped replay, grouped by exercise."""
+    parse = ProblemLogParser()
+    by_user = {}
+    for raw in raw_records:
+        log = parse(raw)
+        by_user.setdefault(log.user, []).append(log)
+    components = ComponentCache(SEED, D)
+    rows = {}
+    for logs in by_user.values():
+        ordered, _ = sessionize(logs)
+        for log, x in reference_replay(ordered, components):
+            rows.setdefault(log.exercise, []).append((log, x))
+    return types.SimpleNamespace(rows=rows, students=len(by_user), components=components)
+
+
+def reference_fit(exercise_rows):
+    """Holdout split and fit for one exercise, from reference rows."""
+    users = np.array([user_hash(log.user) for log, _ in exercise_rows], dtype=np.uint64)
+    holdout = holdout_mask(types.SimpleNamespace(user_hash=users), SEED, 0.1)
+    x = np.array([x for _, x in exercise_rows])
+    y = np.array([log.correct for log, _ in exercise_rows], dtype=np.float64)
+    return x, y, holdout
+
+
+def test_training_rows_equal_reference(trained, reference):
+    emitted = read_jsonl(os.path.join(trained.rows, "*.jsonl"))
+    expected = {(log.user, log.exercise, format_timestamp(log.time_done)): (log, x)
+                for rows in reference.rows.values() for log, x in rows}
+    assert len(emitted) == len(expected) == trained.summary["rows_emitted"]
+    for row in emitted:
+        log, x = expected[(row["user"], row["exercise"], row["time_done"])]
+        assert row["correct"] == log.correct
+        assert row["problem_number"] == log.problem_number
+        np.testing.assert_allclose(row["x"], x, rtol=0, atol=1e-12)
+
+
+def test_parameters_equal_reference(trained, reference):
+    params = params_by_exercise(trained.output)
+    skipped = read_jsonl(os.path.join(trained.output, "skipped_exercises", "*.jsonl"))
+    assert set(params) | {s["exercise"] for s in skipped} == set(reference.rows)
+    assert len(params) >= 40
+    for exercise, record in params.items():
+        x, y, holdout = reference_fit(reference.rows[exercise])
+        assert record["num_train"] == int((~holdout).sum())
+        assert record["num_holdout"] == int(holdout.sum())
+        assert record["num_rows_available"] == len(y)
+        theta = fit_logistic(x[~holdout], y[~holdout], L2).theta
+        # Same optimum: the objective agrees tightly, and so do the predicted
+        # logits (theta itself may drift along nearly flat directions).
+        ours = objective(np.array(record["theta"]), x[~holdout], y[~holdout], L2)[0]
+        assert ours == pytest.approx(objective(theta, x[~holdout], y[~holdout], L2)[0],
+                                     rel=1e-9)
+        np.testing.assert_allclose(x @ record["theta"], x @ theta, atol=1e-3)
+        assert len(record["theta"]) == 7 + D
+        assert record["model_version"] == "test-v1"
+    for record in skipped:
+        assert record["reason"] in ("too_few_samples", "single_class"), record
+        if record["reason"] == "too_few_samples":
+            assert record["num_train"] < 30
+        else:
+            x, y, holdout = reference_fit(reference.rows[record["exercise"]])
+            assert len(set(y[~holdout])) == 1
+
+
+def test_theta_matches_independent_solver(trained, reference):
+    from sklearn.linear_model import LogisticRegression  # test-only dependency
+    params = params_by_exercise(trained.output)
+    largest = sorted(params, key=lambda e: -params[e]["num_train"])[:3]
+    for exercise in largest:
+        x, y, holdout = reference_fit(reference.rows[exercise])
+        x, y = x[~holdout], y[~holdout]
+        model = LogisticRegression(C=1.0 / L2, tol=1e-10, max_iter=100000)
+        model.fit(x[:, 1:], y)
+        sklearn_theta = np.r_[model.intercept_, model.coef_[0]]
+        ours = objective(np.array(params[exercise]["theta"]), x, y, L2)[0]
+        theirs = objective(sklearn_theta, x, y, L2)[0]
+        assert ours <= theirs * (1 + 1e-8)
+        assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_summary_accounts_for_every_record(trained, raw_records, reference):
+    summary = trained.summary
+    assert summary["records_read"] == len(raw_records)
+    assert summary["records_valid"] == len(raw_records)
+    assert summary["dead_lettered_total"] == 0
+    assert summary["students"] == reference.students
+    assert summary["rows_emitted"] == sum(len(rows) for rows in reference.rows.values())
+    assert summary["exercises_fitted"] + summary["exercises_skipped_total"] == len(reference.rows)
+    on_disk = json.load(open(os.path.join(trained.output, "run_summary.json")))
+    assert on_disk["records_read"] == summary["records_read"]
+    assert on_disk["model"]["feature_names"][:3] == ["bias", "ewma_3", "ewma_10"]
+
+
+def test_components_file_holds_the_vectors_used(trained, reference):
+    saved = read_jsonl(os.path.join(trained.output, "components", "*.jsonl"))
+    keys = [(c["exercise"], c["problem_type"], c["correct"]) for c in saved]
+    assert keys == sorted(keys)
+    assert set(keys) == set(reference.components.vectors)
+    for component, key in zip(saved, keys):
+        np.testing.assert_array_equal(component["vector"], reference.components(key))
+
+
+def test_holdout_beats_base_rate(trained):
+    params = [p for p in params_by_exercise(trained.output).values() if p["num_holdout"] >= 20]
+    assert len(params) >= 10
+    weight = np.array([p["num_holdout"] for p in params])
+    model = np.array([p["holdout_log_likelihood"] for p in params])
+    base = np.array([p["holdout_base_rate_log_likelihood"] for p in params])
+    assert np.average(model, weights=weight) > np.average(base, weights=weight) + 0.02
+    assert np.mean(model > base) > 0.6
+    assert all(p["holdout_auc"] is None or 0 <= p["holdout_auc"] <= 1 for p in params)
+
+
+def test_sampling_caps_rows_per_exercise(sample, trained, tmp_path):
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path),
+                   "--model_version", "test-v1", "--max_samples_per_exercise", "300"])
+    capped = params_by_exercise(str(tmp_path))
+    full = params_by_exercise(trained.output)
+    assert summary["rows_emitted"] == trained.summary["rows_emitted"]
+    for exercise, record in capped.items():
+        assert record["num_train"] + record["num_holdout"] == min(
+            300, full[exercise]["num_rows_available"])
+        assert record["num_rows_available"] == full[exercise]["num_rows_available"]
+
+
+def test_identical_parameters_with_two_workers(sample, trained, tmp_path):
+    run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path), *COMMON,
+         "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert without_time(params_by_exercise(str(tmp_path))) == without_time(
+        params_by_exercise(trained.output))
+
+
+@pytest.mark.parametrize("file_format", ["json", "csv", "parquet"])
+def test_every_format_gives_the_same_parameters(file_format, trained, tmp_path):
+    data = tmp_path / "data"
+    generate_sample.main(["--output", str(data), "--students", "300", "--seed", "3",
+                          "--format", file_format, "--shards", "2"])
+    output = tmp_path / "out"
+    run(["--input", str(data / f"*.{file_format}"), "--output", str(output), *COMMON])
+    assert without_time(params_by_exercise(str(output))) == without_time(
+        params_by_exercise(trained.output))
+
+
+def test_column_mapping_reads_other_schemas(raw_records, trained, tmp_path):
+    renames = {"user": "student_id", "exercise": "skill", "time_done": "timestamp"}
+    path = tmp_path / "logs.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        fields = list(raw_records[0])
+        writer.writerow([renames.get(field, field) for field in fields])
+        for record in raw_records:
+            writer.writerow([record[f].isoformat() if f == "time_done" else record[f]
+                             for f in fields])
+    output = tmp_path / "out"
+    run(["--input", str(path), "--output", str(output), *COMMON, "--column_mapping",
+         "user=student_id,exercise=skill,time_done=timestamp"])
+    assert without_time(params_by_exercise(str(output))) == without_time(
+        params_by_exercise(trained.output))
+
+
+def test_bad_rows_are_dead_lettered_and_counted(raw_records, tmp_path):
+    good = [dict(r, time_done=r["time_done"].isoformat()) for r in raw_records[:3000]]
+    template = dict(good[0])
+    bad = {
+        "missing_user": dict(template, user=None),
+        "missing_exercise": dict(template, exercise=""),
+        "missing_time_done": {k: v for k, v in template.items() if k != "time_done"},
+        "missing_correct": dict(template, correct=None),
+        "bad_timestamp": dict(template, time_done="yesterday"),
+        "bad_boolean": dict(template, correct="maybe"),
+        "bad_problem_number": dict(template, problem_number=0),
+        "bad_count_hints": dict(template, count_hints="lots"),
+        "not_a_record": [1, 2, 3],
+    }
+    attempts = {}
+    for record in good:
+        attempts[record["user"]] = attempts.get(record["user"], 0) + 1
+    limit = max(attempts.values())
+    heavy = [dict(template, user="heavy", problem_number=None,
+                  time_done=format_timestamp(1_767_225_600_000_000 + i * 1_000_000))
+             for i in range(limit + 1)]
+    duplicates = good[:5]
+    lines = [json.dumps(r) for r in good + list(bad.values()) + heavy + duplicates]
+    lines.insert(10, "{not json")
+    lines.insert(20, "")  # blank lines are not records
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    output = str(tmp_path / "out")
+    summary = run(["--input", str(path), "--output", output, *COMMON,
+                   "--max_attempts_per_student", str(limit)])
+
+    dead = read_jsonl(os.path.join(output, "dead_letter", "*.jsonl"))
+    reasons = {}
+    for record in dead:
+        reasons[record["reason"]] = reasons.get(record["reason"], 0) + 1
+        assert record["detail"] and "record" in record and record["stage"]
+    expected = {reason: 1 for reason in bad}
+    expected["bad_json"] = 1
+    expected["too_many_attempts"] = len(heavy)
+    assert reasons == expected
+    assert summary["dead_lettered"] == expected
+    assert summary["records_read"] == len(good) + len(bad) + 1 + len(heavy) + len(duplicates)
+    assert summary["duplicates_dropped"] == len(duplicates)
+    assert summary["students_skipped"] == 1
+    # Every good row is replayed once; nothing else is.
+    assert summary["rows_emitted"] == len(good) == summary["records_trained_on"]
+    assert (summary["records_trained_on"] + summary["duplicates_dropped"]
+            + summary["dead_lettered_total"] == summary["records_read"])
+    bad_json = next(r for r in dead if r["reason"] == "bad_json")
+    assert bad_json["record"] == "{not json"
+
+
+def test_unreadable_file_is_dead_lettered_not_fatal(sample, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    original = glob.glob(os.path.join(sample, "*.avro"))[0]
+    content = open(original, "rb").read()
+    (data / "good.avro").write_bytes(content)
+    (data / "truncated.avro").write_bytes(content[: len(content) // 2])
+    summary = run(["--input", str(data / "*.avro"), "--output", str(tmp_path / "out"),
+                   *COMMON])
+    assert summary["dead_lettered"] == {"unreadable_file": 1}
+    assert summary["exercises_fitted"] > 0
+    dead = read_jsonl(str(tmp_path / "out" / "dead_letter" / "*.jsonl"))
+    assert dead[0]["record"]["file"].endswith("truncated.avro")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "pipelines.train_knowledge_model", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_help_documents_every_option():
+    result = cli("--help")
+    assert result.returncode == 0
+    for option in ("--input", "--output", "--input_format", "--column_mapping",
+                   "--max_attempts_per_student", "--problem_number_range",
+                   "--num_random_features", "--seed", "--max_samples_per_exercise",
+                   "--min_samples", "--holdout_fraction", "--l2", "--model_version",
+                   "--training_rows_output", "--overwrite"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "/nonexistent/*.avro"], "matches no files"),
+    (["--input", "x.txt"], "--input_format"),
+    (["--input", "{sample}/*.avro", "--problem_number_range", "6,1"], "LO < HI"),
+    (["--input", "{sample}/*.avro", "--holdout_fraction", "1.5"], "--holdout_fraction"),
+    (["--input", "{sample}/*.avro", "--column_mapping", "student=id"], "unknown field"),
+])
+def test_bad_options_exit_with_a_clear_message(args, message, sample, tmp_path):
+    args = [arg.format(sample=sample) for arg in args]
+    result = cli(*args, "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_existing_output_needs_overwrite(trained):
+    result = cli("--input", trained.summary["input"], "--output", trained.output)
+    assert result.returncode == 2
+    assert "--overwrite" in result.stderr
