@@ -36,8 +36,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from models.exercise_model import FitSettings  # noqa: E402  (needs REPO on sys.path)
+
 # The pipeline's defaults, passed to it explicitly so both variants match.
-SEED, DIM, MAX_SAMPLES, MIN_SAMPLES, HOLDOUT, L2, MAX_ITERATIONS = 0, 100, 50000, 30, 0.1, 1e-4, 500
+_DEFAULTS = FitSettings()
+SEED, DIM, MAX_SAMPLES, MIN_SAMPLES, HOLDOUT, L2, MAX_ITERATIONS = (
+    _DEFAULTS.seed, _DEFAULTS.num_random_features, _DEFAULTS.max_samples,
+    _DEFAULTS.min_samples, _DEFAULTS.holdout_fraction, _DEFAULTS.l2, _DEFAULTS.max_iterations)
 MAX_ATTEMPTS, REPLAY_BATCH = 100000, 20000
 PIPELINE_SETTINGS = [f"--seed={SEED}", f"--num_random_features={DIM}",
                      f"--max_samples_per_exercise={MAX_SAMPLES}", f"--min_samples={MIN_SAMPLES}",

@@ -141,9 +141,13 @@ def output_path(output: str, *parts: str) -> str:
     return FileSystems.join(output.rstrip("/"), *parts)
 
 
-def previous_outputs(output: str) -> list:
-    patterns = [output_path(output, folder, "*") for folder in OUTPUT_FOLDERS]
-    patterns.append(output_path(output, RUN_SUMMARY))
+def previous_outputs(options: KnowledgeModelOptions) -> list:
+    """Files an earlier run left where this one writes: stale shards would
+    otherwise mix with the new ones."""
+    patterns = [output_path(options.output, folder, "*") for folder in OUTPUT_FOLDERS]
+    patterns.append(output_path(options.output, RUN_SUMMARY))
+    if options.training_rows_output:
+        patterns.append(output_path(options.training_rows_output, "training_rows-*"))
     return [metadata.path for match in FileSystems.match(patterns)
             for metadata in match.metadata_list]
 
@@ -199,7 +203,7 @@ def run(argv=None) -> dict:
         settings = validate(options)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    existing = previous_outputs(options.output)
+    existing = previous_outputs(options)
     if existing and not options.overwrite:
         raise UsageError(f"--output {options.output!r} already holds outputs of a run "
                          f"(e.g. {existing[0]}); pass --overwrite to replace them")

@@ -299,7 +299,8 @@ def test_unreadable_file_is_dead_lettered_not_fatal(sample, tmp_path):
     assert summary["dead_lettered"] == {"unreadable_file": 1}
     assert summary["exercises_fitted"] > 0
     dead = read_jsonl(str(tmp_path / "out" / "dead_letter" / "*.jsonl"))
-    assert dead[0]["record"]["file"].endswith("truncated.avro")
+    assert dead[0]["file"].endswith("truncated.avro")
+    assert "after" in dead[0]["detail"]
 
 
 def cli(*args):

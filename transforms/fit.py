@@ -18,40 +18,46 @@ class BottomKRowsFn(beam.CombineFn):
     memory is bounded by k per exercise and which Beam can pre-combine on each
     worker before the shuffle. Also counts every row seen.
 
-    Accumulator: (list of (TrainingRows, keys) blocks, rows held, rows seen).
-    Blocks are compacted only when they hold more than 2k rows, so adding a
-    small block never copies the whole sample."""
+    Accumulator: [list of (TrainingRows, keys) blocks, rows held, rows seen],
+    modified in place (as Beam allows). Blocks are compacted only when they
+    hold more than 2k rows, so adding a small block never copies the sample."""
 
     def __init__(self, k: int, seed: int):
         self.k = k
         self.seed = seed
 
     def create_accumulator(self):
-        return [], 0, 0
+        return [[], 0, 0]
 
-    def _compact(self, blocks, held, seen):
-        if held <= 2 * self.k:
-            return blocks, held, seen
-        rows, keys = bottom_k(TrainingRows.concatenate([b for b, _ in blocks]),
-                              np.concatenate([k for _, k in blocks]), self.k)
-        return [(rows, keys)], len(rows), seen
+    def _compact(self, accumulator):
+        blocks, held, _ = accumulator
+        if held > 2 * self.k:
+            rows, keys = self._bottom_k(blocks)
+            accumulator[0], accumulator[1] = [(rows, keys)], len(rows)
+        return accumulator
+
+    def _bottom_k(self, blocks):
+        return bottom_k(TrainingRows.concatenate([rows for rows, _ in blocks]),
+                        np.concatenate([keys for _, keys in blocks]), self.k)
 
     def add_input(self, accumulator, rows):
-        blocks, held, seen = accumulator
-        return self._compact(blocks + [(rows, sample_keys(rows, self.seed))],
-                             held + len(rows), seen + len(rows))
+        accumulator[0].append((rows, sample_keys(rows, self.seed)))
+        accumulator[1] += len(rows)
+        accumulator[2] += len(rows)
+        return self._compact(accumulator)
 
     def merge_accumulators(self, accumulators):
-        blocks, held, seen = [], 0, 0
-        for more_blocks, more_held, more_seen in accumulators:
-            blocks, held, seen = self._compact(blocks + more_blocks, held + more_held,
-                                               seen + more_seen)
-        return blocks, held, seen
+        merged = self.create_accumulator()
+        for blocks, held, seen in accumulators:
+            merged[0].extend(blocks)
+            merged[1] += held
+            merged[2] += seen
+            self._compact(merged)
+        return merged
 
     def extract_output(self, accumulator):
         blocks, _, seen = accumulator
-        rows, _ = bottom_k(TrainingRows.concatenate([b for b, _ in blocks]),
-                           np.concatenate([k for _, k in blocks]), self.k)
+        rows, _ = self._bottom_k(blocks)
         return rows, seen
 
 

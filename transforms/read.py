@@ -83,6 +83,20 @@ def _csv_records(handle):
             yield {key: (value if value != "" else None) for key, value in row.items()}
 
 
+def _until_unreadable(records):
+    """The records of a file; if the file turns out corrupt or truncated, what
+    was read stays and the rest becomes one `unreadable_file` record, so it can
+    be found and re-exported instead of failing the whole job."""
+    count = 0
+    try:
+        for record in records:
+            count += 1
+            yield record
+    except Exception as error:  # pylint: disable=broad-except  (any reader error)
+        yield _Unparsable("unreadable_file",
+                          f"{type(error).__name__}: {error} (after {count} records)", {})
+
+
 _RECORD_READERS = {"avro": _avro_records, "parquet": _parquet_records,
                    "json": _json_records, "csv": _csv_records}
 
@@ -108,46 +122,38 @@ class _ReadFile(beam.DoFn):
     def process(self, readable_file):
         path = readable_file.metadata.path
         by_user, buffered, read, valid = {}, 0, 0, 0
-        try:
-            with readable_file.open() as handle:
-                for raw in self.read_records(handle):
-                    read += 1
-                    try:
-                        if type(raw) is _Unparsable:
-                            raise InvalidProblemLog(raw.reason, raw.detail)
-                        log = self.parse(raw)
-                    except InvalidProblemLog as error:
-                        yield self._dead("parse", error.reason, error.detail,
-                                         raw.raw if type(raw) is _Unparsable else raw, path)
-                        continue
-                    valid += 1
-                    # Plain tuples: Beam's default coder encodes them natively,
-                    # a NamedTuple goes through pickle one by one (7x slower).
-                    chunk = by_user.get(log.user)
-                    if chunk is None:
-                        by_user[log.user] = [tuple(log)]
-                    else:
-                        chunk.append(tuple(log))
-                    buffered += 1
-                    if buffered >= self.max_buffered:
-                        yield from by_user.items()
-                        by_user, buffered = {}, 0
-        except Exception as error:  # pylint: disable=broad-except
-            # A corrupt or truncated file: what was read stays; the rest is
-            # reported as one dead letter so it can be found and re-exported.
-            read += 1
-            yield self._dead("read", "unreadable_file",
-                             f"{type(error).__name__}: {error} (after {read - 1} records)",
-                             {"file": path}, path)
+        with readable_file.open() as handle:
+            for raw in _until_unreadable(self.read_records(handle)):
+                read += 1
+                try:
+                    if type(raw) is _Unparsable:
+                        raise InvalidProblemLog(raw.reason, raw.detail)
+                    log = self.parse(raw)
+                except InvalidProblemLog as error:
+                    yield self._dead(error.reason, error.detail,
+                                     raw.raw if type(raw) is _Unparsable else raw, path)
+                    continue
+                valid += 1
+                # Plain tuples: Beam's default coder encodes them natively,
+                # a NamedTuple goes through pickle one by one (7x slower).
+                chunk = by_user.get(log.user)
+                if chunk is None:
+                    by_user[log.user] = [tuple(log)]
+                else:
+                    chunk.append(tuple(log))
+                buffered += 1
+                if buffered >= self.max_buffered:
+                    yield from by_user.items()
+                    by_user, buffered = {}, 0
         yield from by_user.items()
         self.files_read.inc()
         self.records_read.inc(read)
         self.records_valid.inc(valid)
 
     @staticmethod
-    def _dead(stage, reason, detail, raw, path):
+    def _dead(reason, detail, raw, path):
         Metrics.counter(METRICS_NAMESPACE, f"dead_letter_{reason}").inc()
-        record = dead_letter_record(stage, reason, detail, raw)
+        record = dead_letter_record("read", reason, detail, raw)
         record["file"] = path
         return pvalue.TaggedOutput(DEAD_LETTER, record)
 
