@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import sys
 import time
 
@@ -94,7 +95,7 @@ class KnowledgeModelOptions(PipelineOptions):
                            help="L2 penalty on theta (bias excluded): the precision of a "
                                 "Gaussian prior, added to the negative log likelihood as "
                                 "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
-                                "(scikit-learn's C = 1/l2). Default %(default)s.")
+                                "(scikit-learn's C = 1/l2).")
         group.add_argument("--max_iterations", type=int, default=500,
                            help="L-BFGS iteration limit per exercise.")
         group.add_argument("--model_version", default="",
@@ -114,6 +115,13 @@ class KnowledgeModelOptions(PipelineOptions):
 def validate(options: KnowledgeModelOptions) -> dict:
     """Check options before building anything; returns derived settings.
     Raises ValueError naming the option."""
+    matched = [metadata.path for metadata in FileSystems.match([options.input])[0].metadata_list]
+    if not matched:
+        raise ValueError(f"--input {options.input!r} matches no files")
+    directories = [path for path in matched if os.path.isdir(path)]
+    if directories:
+        raise ValueError(f"--input {options.input!r} matches the directory {directories[0]!r}; "
+                         f"name the files, e.g. '{directories[0].rstrip('/')}/*.avro'")
     settings = {
         "file_format": (detect_format(options.input) if options.input_format == "auto"
                         else options.input_format),
@@ -129,8 +137,6 @@ def validate(options: KnowledgeModelOptions) -> dict:
         raise ValueError(f"--holdout_fraction must be in [0, 1), got {options.holdout_fraction}")
     if not options.l2 >= 0:
         raise ValueError(f"--l2 must be >= 0, got {options.l2}")
-    if not FileSystems.match([options.input])[0].metadata_list:
-        raise ValueError(f"--input {options.input!r} matches no files")
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
     settings["trained_at"] = now.isoformat().replace("+00:00", "Z")
@@ -194,6 +200,10 @@ class UsageError(ValueError):
     """A problem with the command line, reported without a traceback."""
 
 
+class NothingTrained(RuntimeError):
+    """The job ran but produced no parameters: a scheduler must see a failure."""
+
+
 def run(argv=None) -> dict:
     """Run the job; returns the run summary (also written to run_summary.json)."""
     started = time.monotonic()
@@ -240,13 +250,23 @@ def run(argv=None) -> dict:
     with FileSystems.create(summary["outputs"]["run_summary"]) as handle:
         handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
     print(human_summary(summary, options.output))
+    if summary["exercises_fitted"] == 0:
+        raise NothingTrained(
+            f"no exercise was fitted ({summary['dead_lettered_total']} records dead-lettered, "
+            f"{summary['exercises_skipped_total']} exercises skipped); see "
+            f"{summary['outputs']['dead_letter']} and {summary['outputs']['skipped_exercises']}")
     return summary
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the module docstring's layout and shows every option's default."""
 
 
 def print_help() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.train_knowledge_model", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
         epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
@@ -265,6 +285,9 @@ def main(argv=None):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except NothingTrained as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -321,17 +321,29 @@ def test_help_documents_every_option():
 
 @pytest.mark.parametrize("args, message", [
     (["--input", "/nonexistent/*.avro"], "matches no files"),
-    (["--input", "x.txt"], "--input_format"),
+    (["--input", "{tmp}/logs.txt"], "--input_format"),
+    (["--input", "{sample}"], "matches the directory"),
     (["--input", "{sample}/*.avro", "--problem_number_range", "6,1"], "LO < HI"),
     (["--input", "{sample}/*.avro", "--holdout_fraction", "1.5"], "--holdout_fraction"),
     (["--input", "{sample}/*.avro", "--column_mapping", "student=id"], "unknown field"),
 ])
 def test_bad_options_exit_with_a_clear_message(args, message, sample, tmp_path):
-    args = [arg.format(sample=sample) for arg in args]
-    result = cli(*args, "--output", str(tmp_path))
+    (tmp_path / "logs.txt").write_text("user,exercise\n")
+    args = [arg.format(sample=sample, tmp=tmp_path) for arg in args]
+    result = cli(*args, "--output", str(tmp_path / "out"))
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_that_fits_nothing_fails(sample, tmp_path):
+    # Avro read as CSV: the file is dead-lettered and nothing can be trained.
+    result = cli("--input", os.path.join(sample, "*.avro"), "--input_format", "csv",
+                 "--output", str(tmp_path))
+    assert result.returncode == 1
+    assert "no exercise was fitted" in result.stderr
+    summary = json.load(open(tmp_path / "run_summary.json"))
+    assert summary["dead_lettered"] == {"unreadable_file": 1}
 
 
 def test_existing_output_needs_overwrite(trained):
