@@ -15,7 +15,7 @@ import collections
 import hashlib
 import math
 import operator
-from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 

@@ -35,6 +35,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from models.problem_log import FIELDS
+
 # Benchmarks pick students = target_logs / MEAN_ATTEMPTS_PER_STUDENT, so the
 # simulator is calibrated to hit it: the mean over many students is within a
 # few percent of this value (heavy users included).
@@ -68,18 +70,7 @@ START_TIME_MICROS = 1_767_225_600 * 1_000_000
 _DAY_MICROS = 86_400 * 1_000_000
 
 # Column order of SimulatedLogs.columns: the ProblemLog fields, then p_true.
-COLUMNS = (
-    "user",
-    "exercise",
-    "problem_type",
-    "problem_number",
-    "time_done",
-    "correct",
-    "time_taken",
-    "count_hints",
-    "count_attempts",
-    "p_true",
-)
+COLUMNS = FIELDS + ("p_true",)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,16 +79,18 @@ class KnowledgeModelOptions(PipelineOptions):
         group.add_argument("--num_random_features", type=int,
                            default=DEFAULT_NUM_RANDOM_FEATURES,
                            help="Dimension D of the random-component vector r.")
-        group.add_argument("--seed", type=int, default=0,
+        group.add_argument("--seed", type=int, default=FitSettings.seed,
                            help="Model seed: random components, row sampling and the "
                                 "holdout split are pure functions of it.")
-        group.add_argument("--max_samples_per_exercise", type=int, default=50000,
+        group.add_argument("--max_samples_per_exercise", type=int,
+                           default=FitSettings.max_samples,
                            help="Rows per exercise are capped by a uniform random sample "
                                 "of this size.")
-        group.add_argument("--min_samples", type=int, default=30,
+        group.add_argument("--min_samples", type=int, default=FitSettings.min_samples,
                            help="Exercises with fewer training rows are skipped "
                                 "(reason too_few_samples).")
-        group.add_argument("--holdout_fraction", type=float, default=0.1,
+        group.add_argument("--holdout_fraction", type=float,
+                           default=FitSettings.holdout_fraction,
                            help="Fraction of students whose rows are held out for "
                                 "evaluation (a student's rows are all on one side).")
         group.add_argument("--l2", type=float, default=FitSettings.l2,
@@ -96,7 +98,7 @@ class KnowledgeModelOptions(PipelineOptions):
                                 "Gaussian prior, added to the negative log likelihood as "
                                 "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
                                 "(scikit-learn's C = 1/l2).")
-        group.add_argument("--max_iterations", type=int, default=500,
+        group.add_argument("--max_iterations", type=int, default=FitSettings.max_iterations,
                            help="L-BFGS iteration limit per exercise.")
         group.add_argument("--model_version", default="",
                            help="Version label stored with every parameter record. "

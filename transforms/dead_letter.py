@@ -3,7 +3,6 @@
 import datetime
 import json
 
-import apache_beam as beam
 
 from models.problem_log import format_timestamp
 

@@ -37,18 +37,19 @@ def summarize(counters: dict) -> dict:
     return summary
 
 
+def _by_reason(counts: dict) -> str:
+    return f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""
+
+
 def human_summary(summary: dict, output: str) -> str:
     lines = [
         f"Read {summary['records_read']} ProblemLogs: {summary['records_trained_on']} replayed, "
         f"{summary['duplicates_dropped']} duplicates dropped, "
-        f"{summary['dead_lettered_total']} dead-lettered"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['dead_lettered'].items())})"
-           if summary["dead_lettered"] else "") + ".",
+        f"{summary['dead_lettered_total']} dead-lettered{_by_reason(summary['dead_lettered'])}.",
         f"{summary['students']} students replayed ({summary['students_skipped']} skipped), "
         f"{summary['rows_emitted']} training rows.",
-        f"{summary['exercises_fitted']} exercises fitted, {summary['exercises_skipped_total']} skipped"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['exercises_skipped'].items())})"
-           if summary["exercises_skipped"] else "") + ".",
+        f"{summary['exercises_fitted']} exercises fitted, "
+        f"{summary['exercises_skipped_total']} skipped{_by_reason(summary['exercises_skipped'])}.",
         f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
     ]
     lines += [f"  {name:<18} {path}" for name, path in summary["outputs"].items()]
