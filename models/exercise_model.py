@@ -49,9 +49,15 @@ def sample_keys(rows: TrainingRows, seed: int) -> np.ndarray:
     return _splitmix64(_salted(rows.user_hash, 1, seed) ^ attempt)
 
 
+def held_out(user_hashes: np.ndarray, seed: int, fraction: float) -> np.ndarray:
+    """True for held-out users (by user_hash): a student is wholly on one side,
+    the same side for every exercise and for both model families."""
+    return _salted(user_hashes, 2, seed).astype(np.float64) / 2.0 ** 64 < fraction
+
+
 def holdout_mask(rows: TrainingRows, seed: int, fraction: float) -> np.ndarray:
-    """True for rows of held-out users: a student is wholly on one side."""
-    return _salted(rows.user_hash, 2, seed).astype(np.float64) / 2.0 ** 64 < fraction
+    """True for rows of held-out users."""
+    return held_out(rows.user_hash, seed, fraction)
 
 
 def deterministic_order(rows: TrainingRows, keys: np.ndarray) -> np.ndarray:

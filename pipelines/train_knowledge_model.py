@@ -15,7 +15,6 @@ Runs on the DirectRunner by default; any Beam runner option is accepted
 (e.g. --direct_running_mode=multi_processing --direct_num_workers=2).
 """
 
-import argparse
 import datetime
 import json
 import logging
@@ -31,7 +30,9 @@ from models.exercise_model import FitSettings
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from models.problem_log import parse_column_mapping
 from transforms.fit import SKIPPED, FitPerExercise
-from transforms.read import DEAD_LETTER, FORMATS, ReadProblemLogs, detect_format
+from pipelines.options import (ProblemLogOptions, UsageError, output_path,
+                               parse_problem_number_range, print_options_help)
+from transforms.read import DEAD_LETTER, ReadProblemLogs, detect_format
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
 from transforms.sessionize import SessionizeByStudent
@@ -42,46 +43,15 @@ OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter")
 RUN_SUMMARY = "run_summary.json"
 
 
-def parse_problem_number_range(text: str):
-    """'LO,HI' -> (LO, HI) for LO <= problem_number < HI; '' -> all attempts."""
-    if not text:
-        return 1, None
-    try:
-        low, high = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"--problem_number_range {text!r} is not LO,HI (e.g. 1,6)") from None
-    if low < 1 or high <= low:
-        raise ValueError(f"--problem_number_range {text!r} needs 1 <= LO < HI")
-    return low, high
+class KnowledgeModelOptions(ProblemLogOptions):
+    """The knowledge model's own options, on top of the shared ones."""
 
-
-class KnowledgeModelOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("knowledge model")
-        group.add_argument("--input", required=True,
-                           help="File glob of ProblemLogs (e.g. 'logs/*.avro').")
-        group.add_argument("--output", required=True,
-                           help="Output directory (local path or gs://...).")
-        group.add_argument("--input_format", default="auto", choices=("auto",) + FORMATS,
-                           help="Format of --input files; 'auto' uses the file extension "
-                                "(.avro, .json/.jsonl, .csv, .parquet).")
-        group.add_argument("--column_mapping", default="",
-                           help="Source column names for ProblemLog fields when they differ, "
-                                "e.g. 'user=student_id,exercise=skill,time_done=timestamp'.")
-        group.add_argument("--max_attempts_per_student", type=int, default=100000,
-                           help="A student with more attempts is dead-lettered whole "
-                                "(reason too_many_attempts), not truncated.")
-        group.add_argument("--problem_number_range", default="",
-                           help="LO,HI: emit training rows only for LO <= problem_number < HI "
-                                "(the source system used 1,6). Default: every attempt. State "
-                                "is always updated by every attempt.")
         group.add_argument("--num_random_features", type=int,
                            default=DEFAULT_NUM_RANDOM_FEATURES,
                            help="Dimension D of the random-component vector r.")
-        group.add_argument("--seed", type=int, default=FitSettings.seed,
-                           help="Model seed: random components, row sampling and the "
-                                "holdout split are pure functions of it.")
         group.add_argument("--max_samples_per_exercise", type=int,
                            default=FitSettings.max_samples,
                            help="Rows per exercise are capped by a uniform random sample "
@@ -89,10 +59,6 @@ class KnowledgeModelOptions(PipelineOptions):
         group.add_argument("--min_samples", type=int, default=FitSettings.min_samples,
                            help="Exercises with fewer training rows are skipped "
                                 "(reason too_few_samples).")
-        group.add_argument("--holdout_fraction", type=float,
-                           default=FitSettings.holdout_fraction,
-                           help="Fraction of students whose rows are held out for "
-                                "evaluation (a student's rows are all on one side).")
         group.add_argument("--l2", type=float, default=FitSettings.l2,
                            help="L2 penalty on theta (bias excluded): the precision of a "
                                 "Gaussian prior, added to the negative log likelihood as "
@@ -109,14 +75,14 @@ class KnowledgeModelOptions(PipelineOptions):
                                 "lines under this directory.")
         group.add_argument("--replay_batch_size", type=int, default=20000,
                            help="Attempts replayed together in one numpy batch.")
-        group.add_argument("--overwrite", action="store_true",
-                           help="Replace the outputs of an earlier run in --output; "
-                                "without it such outputs are an error.")
 
 
-def validate(options: KnowledgeModelOptions) -> dict:
+def validate(options) -> dict:
     """Check options before building anything; returns derived settings.
     Raises ValueError naming the option."""
+    for name in ("input", "output"):
+        if not getattr(options, name):
+            raise ValueError(f"--{name} is required")
     matched = [metadata.path for metadata in FileSystems.match([options.input])[0].metadata_list]
     if not matched:
         raise ValueError(f"--input {options.input!r} matches no files")
@@ -145,11 +111,7 @@ def validate(options: KnowledgeModelOptions) -> dict:
     return settings
 
 
-def output_path(output: str, *parts: str) -> str:
-    return FileSystems.join(output.rstrip("/"), *parts)
-
-
-def previous_outputs(options: KnowledgeModelOptions) -> list:
+def previous_outputs(options) -> list:
     """Files an earlier run left where this one writes: stale shards would
     otherwise mix with the new ones."""
     patterns = [output_path(options.output, folder, "*") for folder in OUTPUT_FOLDERS]
@@ -160,7 +122,7 @@ def previous_outputs(options: KnowledgeModelOptions) -> list:
             for metadata in match.metadata_list]
 
 
-def build(pipeline, options: KnowledgeModelOptions, settings: dict) -> None:
+def build(pipeline, options, settings: dict) -> None:
     """Assemble the training graph on `pipeline`."""
     output = options.output
     fit_settings = FitSettings(
@@ -196,10 +158,6 @@ def build(pipeline, options: KnowledgeModelOptions, settings: dict) -> None:
                  TrainingRowRecords(options.seed, options.num_random_features))
              | "WriteTrainingRows" >> WriteJsonLines(
                  output_path(options.training_rows_output, "training_rows")))
-
-
-class UsageError(ValueError):
-    """A problem with the command line, reported without a traceback."""
 
 
 class NothingTrained(RuntimeError):
@@ -260,26 +218,11 @@ def run(argv=None) -> dict:
     return summary
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                     argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the module docstring's layout and shows every option's default."""
-
-
-def print_help() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.train_knowledge_model", description=__doc__,
-        formatter_class=_HelpFormatter,
-        epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
-               "--direct_running_mode multi_processing, --direct_num_workers N; "
-               "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
-    KnowledgeModelOptions._add_argparse_args(parser)
-    parser.print_help()
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
-        print_help()
+        print_options_help("python -m pipelines.train_knowledge_model", __doc__,
+                           ProblemLogOptions, KnowledgeModelOptions)
         return
     logging.getLogger().setLevel(logging.WARNING)
     try:

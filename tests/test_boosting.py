@@ -118,3 +118,29 @@ def test_vocabulary_orders_by_frequency_and_round_trips():
     assert ids["c"] == 0
     assert [values[ids[value]] for value in values] == values
     assert "rare" not in ids
+
+
+def test_beam_iterations_equal_the_in_memory_loop(problem):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from transforms.boosting import ExampleBlock, TrainBoosted
+
+    x, labels = problem
+    l1_values, iterations = [1.0, 10.0], 8
+    expected = train_in_memory(x, labels, l1_values, iterations=iterations, unpenalised=[0])
+    blocks = [ExampleBlock(x[start:start + 700], labels[start:start + 700])
+              for start in range(0, x.shape[0], 700)]
+
+    def matches(states):
+        (state,) = states
+        np.testing.assert_allclose(state.weights, expected.weights, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state.objective, expected.objective, rtol=1e-12)
+        np.testing.assert_array_equal(state.step, expected.step)
+
+    with TestPipeline() as pipeline:
+        num_features = pipeline | "Features" >> beam.Create([x.shape[1]])
+        states = (pipeline | beam.Create(blocks)
+                  | TrainBoosted(num_features, l1_values, "logistic", iterations))
+        assert_that(states[-1], matches)

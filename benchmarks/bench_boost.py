@@ -1,0 +1,450 @@
+"""Benchmark: one parallel-boosting iteration (models/boosting.py) through Beam on
+the DirectRunner (transforms/boosting.py TrainBoosted) against the bare numpy
+kernel, in active features processed per second per core.
+
+    python benchmarks/bench_boost.py                      # 1,000,000 examples, 1 iteration
+    python benchmarks/bench_boost.py --examples 100000    # quick check
+    python benchmarks/bench_boost.py --models 3           # a model set (3 L1 strengths)
+    python benchmarks/bench_boost.py --beam_args "" \\
+        --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
+    python benchmarks/bench_boost.py --profile            # + cProfile of one Beam run
+
+Generates a synthetic sparse binary problem in numpy: every example has feature
+0 (a bias) plus about `--active - 1` further features drawn Zipf-like (rank r has
+probability ~ 1/r) from `--features` ids, duplicates removed; labels come from a
+sparse true logistic model. Examples travel in ExampleBlocks of `--block` rows
+(CSR from models.boosting.design_matrix). Each variant runs in its own child
+process (so peak RSS is its own):
+
+* numpy kernel: `statistics` over every block plus one `advance`, per iteration,
+  in a plain loop, single-threaded;
+* Beam: `Create(blocks) | TrainBoosted(..., iterations=N)` and again with N + 2
+  iterations, for every `--beam_args` given (default: the in-process
+  DirectRunner). "raw" is the N-iteration pipeline timed end to end (graph
+  construction, which encodes the blocks for Create, plus run() until finished;
+  not interpreter start-up, imports or data loading); "marginal" is
+  (T(N + 2) - T(N)) / 2, one more iteration with the fixed start-up cost removed.
+
+Active features processed = nnz x models x iterations (the pipeline's
+`boosting_active_features` counter is printed beside it). Per core: the
+in-process runner (direct_running_mode in_memory, the default) counts as 1 core;
+multi_threading / multi_processing count as `direct_num_workers` cores (0 means
+os.cpu_count()), whether or not the machine really gave them that many. The
+"per CPU-s" column divides by the CPU seconds (user + system) the child and its
+reaped descendants spent on the timed section instead, which does not depend on
+that counting. Peak RSS is the child's ru_maxrss plus RUSAGE_CHILDREN (largest
+single descendant) and, on Linux, the sampled peak summed over the process tree.
+The Beam results are checked against models.boosting.train_in_memory (weights
+allclose). A report, not a test: no assertions.
+"""
+
+import argparse
+import cProfile
+import glob
+import io
+import json
+import os
+import pstats
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import numpy as np  # noqa: E402
+
+RESULT_MARK = "BENCH_RESULT "
+TARGET_PER_CORE = 10e6        # features/s per core through Beam (issue 4)
+SIBYL_PER_CORE = (2.2e6, 3.3e6)
+LOSS = "logistic"
+RTOL, ATOL = 1e-9, 1e-12      # as tests/test_boosting.py
+
+
+# ------------------------------------------------------------------ data
+
+def generate(examples, features, active, models, seed, path):
+    """Writes the problem to `path` (.npz); returns a summary dict."""
+    rng = np.random.default_rng(seed)
+    extra = np.maximum(rng.poisson(max(active - 1, 0), examples), 1)
+    rows = np.repeat(np.arange(examples, dtype=np.int64), extra)
+    ranks = np.arange(1, features, dtype=np.float64)
+    cdf = np.cumsum(1.0 / ranks)
+    cdf /= cdf[-1]
+    ids = 1 + np.minimum(np.searchsorted(cdf, rng.random(len(rows)), side="right"),
+                         features - 2)
+    keys = rows * features + ids
+    del rows, ids
+    keys.sort()                                         # rows stay in order
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]     # binary: drop repeats
+    rows, ids = np.divmod(keys, features)
+    del keys
+    counts = np.bincount(rows, minlength=examples)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    indices = np.insert(ids.astype(np.int32), starts, 0)  # the bias, first in every row
+    indptr = np.r_[0, np.cumsum(counts + 1)].astype(np.int64)
+    del rows, ids
+
+    true = rng.normal(scale=0.5, size=features) * (rng.random(features) < 0.05)
+    true[0] = -0.5
+    margins = np.add.reduceat(true[indices], indptr[:-1])
+    labels = rng.random(examples) < 1.0 / (1.0 + np.exp(-margins))
+    l1_values = np.array([10.0 ** k for k in range(models)])
+    np.savez(path, indptr=indptr, indices=indices, labels=labels, features=features,
+             l1_values=l1_values)
+    return {"examples": examples, "features": features, "nnz": int(len(indices)),
+            "used_features": int(np.count_nonzero(np.bincount(indices, minlength=features))),
+            "positive_rate": float(labels.mean()), "max_active": int((counts + 1).max()),
+            "l1_values": l1_values.tolist()}
+
+
+def load(path, block):
+    """(x, labels, l1 penalties, l1 values, max_active, [ExampleBlock])"""
+    from models.boosting import design_matrix, penalties
+    from transforms.boosting import ExampleBlock
+
+    data = np.load(path)
+    features = int(data["features"])
+    x = design_matrix(data["indptr"], data["indices"], features)
+    labels = data["labels"]
+    l1_values = data["l1_values"].tolist()
+    l1 = penalties(l1_values, features, [0])
+    max_active = int(np.diff(data["indptr"]).max())
+    blocks = [ExampleBlock(x[start:start + block], labels[start:start + block])
+              for start in range(0, x.shape[0], block)]
+    return x, labels, l1, l1_values, max_active, blocks
+
+
+# ---------------------------------------------------------------- children
+
+def cpu_seconds():
+    own, children = (resource.getrusage(who) for who in
+                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def report(result):
+    result["self_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    result["children_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def kernel_child(data, block, iterations, reference_iterations, reference_out):
+    """The bare numpy kernel over the same blocks, then the in-memory reference."""
+    from models.boosting import advance, initial_state, statistics, train_in_memory
+
+    x, labels, l1, l1_values, max_active, blocks = load(data, block)
+    state = initial_state(len(l1_values), x.shape[1])
+    stats_s = advance_s = 0.0
+    cpu = cpu_seconds()
+    for _ in range(iterations):
+        started = time.perf_counter()
+        total = None
+        for piece in blocks:
+            stats = statistics(state.proposal, piece.x, piece.labels, LOSS)
+            total = stats if total is None else total + stats
+        summed = time.perf_counter()
+        state = advance(state, total, l1, LOSS, max_active)
+        stats_s += summed - started
+        advance_s += time.perf_counter() - summed
+    cpu = cpu_seconds() - cpu
+    references = {}
+    for count in reference_iterations:
+        reference = train_in_memory(x, labels, l1_values, LOSS, count, unpenalised=[0])
+        references[f"weights_{count}"] = reference.weights
+        references[f"objective_{count}"] = reference.objective
+    np.savez(reference_out, **references)
+    report({"seconds": stats_s + advance_s, "statistics_seconds": stats_s,
+            "advance_seconds": advance_s, "cpu_seconds": cpu})
+
+
+def _save_state(state, path):
+    np.savez(path, weights=state.weights, objective=state.objective, step=state.step)
+
+
+def beam_child(data, block, iterations, beam_args, state_out, profile_out=None):
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms.boosting import TrainBoosted
+
+    x, labels, l1, l1_values, max_active, blocks = load(data, block)
+    del x, labels  # only the blocks go into the pipeline
+    profiler = cProfile.Profile() if profile_out else None
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    num_features = pipeline | "NumFeatures" >> beam.Create([l1.shape[1]])
+    states = (pipeline | "Blocks" >> beam.Create(blocks)
+              | TrainBoosted(num_features, l1_values, LOSS, iterations, unpenalised=(0,)))
+    _ = states[-1] | "Save" >> beam.Map(_save_state, state_out)
+    built = time.perf_counter()
+    result = pipeline.run()
+    result.wait_until_finish()
+    if profiler:
+        profiler.disable()
+    finished = time.perf_counter()
+    cpu = cpu_seconds() - cpu
+    counters = result.metrics().query(
+        MetricsFilter().with_name("boosting_active_features"))["counters"]
+    counted = sum(counter.committed or 0 for counter in counters)
+    if profiler:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text).strip_dirs()
+        text.write("--- by cumulative time ---\n")
+        stats.sort_stats("cumulative").print_stats(35)
+        text.write("--- by own time ---\n")
+        stats.sort_stats("tottime").print_stats(25)
+        with open(profile_out, "w") as handle:
+            handle.write(text.getvalue())
+    report({"seconds": finished - started, "build_seconds": built - started,
+            "run_seconds": finished - built, "cpu_seconds": cpu, "counted": counted})
+
+
+# ------------------------------------------------------------------ parent
+
+def tree_rss_kib(root):
+    """Sum of RSS over `root` and its descendants, from /proc (Linux)."""
+    parent_of, rss = {}, {}
+    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent_of[int(entry)], rss[int(entry)] = int(fields[1]), int(fields[21]) * page_kib
+    total = 0
+    for pid, kib in rss.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parent_of:
+            ancestor = parent_of[ancestor]
+        total += kib if ancestor == root else 0
+    return total
+
+
+def run_child(label, spec, workdir):
+    """Runs this file in child mode with `spec` (a JSON-able dict); returns its
+    result dict plus wall seconds and peak memory (MiB)."""
+    log_path = os.path.join(workdir, f"{label}.log")
+    # One thread per process for any BLAS/OpenMP, so "per core" means one core.
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    with open(log_path, "w") as log:
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child",
+                                  json.dumps(spec)],
+                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        tree_peak, done = [0], threading.Event()
+
+        def sample():
+            while not done.wait(0.25):
+                try:
+                    tree_peak[0] = max(tree_peak[0], tree_rss_kib(child.pid))
+                except OSError:
+                    pass
+        sampler = threading.Thread(target=sample, daemon=True)
+        if os.path.isdir("/proc"):
+            sampler.start()
+        returncode = child.wait()
+        wall = time.monotonic() - started
+        done.set()
+    with open(log_path) as log:
+        text = log.read()
+    marks = [line for line in text.splitlines() if line.startswith(RESULT_MARK)]
+    if returncode or not marks:
+        sys.exit(f"{label} failed (exit {returncode}); last output:\n{text[-3000:]}")
+    result = json.loads(marks[-1][len(RESULT_MARK):])
+    result.update(wall=wall, self_mib=result["self_kib"] / 1024,
+                  children_mib=result["children_kib"] / 1024, tree_mib=tree_peak[0] / 1024)
+    return result
+
+
+def cores_of(beam_args):
+    """How many cores a DirectRunner configuration counts as (see the docstring)."""
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    direct = PipelineOptions(beam_args).view_as(DirectOptions)
+    mode = direct.direct_running_mode or "in_memory"
+    workers = direct.direct_num_workers
+    workers = os.cpu_count() if workers == 0 else (workers or 1)
+    return (1 if mode == "in_memory" else workers), mode, workers
+
+
+def agreement(state_path, reference_path, iterations):
+    beam, reference = np.load(state_path), np.load(reference_path)
+    expected = reference[f"weights_{iterations}"]
+    diff = float(np.max(np.abs(beam["weights"] - expected)))
+    close = np.allclose(beam["weights"], expected, rtol=RTOL, atol=ATOL)
+    objective = float(np.max(np.abs(beam["objective"] / reference[f"objective_{iterations}"]
+                                    - 1)))
+    return (f"{'OK' if close else 'FAIL'}: max |w beam - w in-memory| = {diff:.3g}, "
+            f"max relative objective difference {objective:.3g} "
+            f"(allclose rtol={RTOL:g} atol={ATOL:g})")
+
+
+def source_stamps():
+    paths = [p for folder in ("models", "transforms")
+             for p in glob.glob(os.path.join(REPO, folder, "*.py"))]
+    return {path: os.stat(path).st_mtime_ns for path in paths}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", type=int, default=1_000_000)
+    parser.add_argument("--features", type=int, default=200_000)
+    parser.add_argument("--active", type=int, default=20,
+                        help="mean active features per example, the bias included")
+    parser.add_argument("--models", type=int, default=1, help="L1 strengths 1, 10, 100, ...")
+    parser.add_argument("--block", type=int, default=50_000, help="examples per ExampleBlock")
+    parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--beam_args", action="append",
+                        help="DirectRunner args, one string per Beam variant; repeat to "
+                             "compare several (default: one in-process variant)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile one in-process Beam run of --iterations")
+    parser.add_argument("--workdir", help="kept afterwards (default: a temp dir, removed)")
+    args = parser.parse_args()
+    variants = [shlex.split(value) for value in (args.beam_args or [""])]
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench_boost_")
+    os.makedirs(workdir, exist_ok=True)
+    n, longer = args.iterations, args.iterations + 2
+    try:
+        started = time.monotonic()
+        data = os.path.join(workdir, "problem.npz")
+        problem = generate(args.examples, args.features, args.active, args.models, args.seed,
+                           data)
+        print(f"generated {problem['examples']:,} examples, nnz {problem['nnz']:,} in "
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        stamps = source_stamps()
+        common = {"data": data, "block": args.block}
+        reference = os.path.join(workdir, "reference.npz")
+        kernel = run_child("kernel", dict(common, mode="kernel", iterations=n,
+                                          reference_iterations=[n, longer],
+                                          reference_out=reference), workdir)
+        print(f"numpy kernel done in {kernel['wall']:.1f} s", flush=True)
+        runs = []
+        for index, beam_args in enumerate(variants):
+            pair = {}
+            for count in (n, longer):
+                out = os.path.join(workdir, f"state_{index}_{count}.npz")
+                pair[count] = run_child(f"beam_{index}_{count}", dict(
+                    common, mode="beam", iterations=count, beam_args=beam_args,
+                    state_out=out), workdir)
+                pair[count]["agreement"] = agreement(out, reference, count)
+                print(f"beam [{' '.join(beam_args) or 'in-process'}] x{count} done in "
+                      f"{pair[count]['wall']:.1f} s", flush=True)
+            runs.append((beam_args, pair))
+        profile_text = None
+        if args.profile:
+            profile_out = os.path.join(workdir, "profile.txt")
+            run_child("profile", dict(common, mode="beam", iterations=n, beam_args=[],
+                                      state_out=os.path.join(workdir, "state_profile.npz"),
+                                      profile_out=profile_out), workdir)
+            with open(profile_out) as handle:
+                profile_text = handle.read()
+
+        per_iteration = problem["nnz"] * args.models
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        print(f"\nexamples: {problem['examples']:,}   features: {problem['features']:,} "
+              f"({problem['used_features']:,} ever active)   nnz: {problem['nnz']:,} "
+              f"({problem['nnz'] / problem['examples']:.2f} per example, max "
+              f"{problem['max_active']})   positive rate: {problem['positive_rate']:.3f}")
+        print(f"models: {args.models} (l1 {', '.join(f'{v:g}' for v in problem['l1_values'])}; "
+              f"bias unpenalised)   block: {args.block:,} examples "
+              f"({-(-problem['examples'] // args.block)} blocks)   loss: {LOSS}")
+        print(f"active features per iteration = nnz x models = {per_iteration:,}")
+        print(f"machine: os.cpu_count() = {os.cpu_count()}"
+              + (f", load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared with "
+                 "other jobs: timings are noisy)" if load else ""))
+        header = (f"{'variant':<34}{'iters':>6}{'seconds':>9}{'M feat/s':>10}{'cores':>6}"
+                  f"{'M/s/core':>10}{'CPU s':>8}{'M/CPU-s':>9}{'peak RSS MiB':>13}"
+                  f"{'tree peak':>10}")
+        print("\n" + header + "\n" + "-" * len(header))
+
+        def row(name, iterations, seconds, cores, cpu, result):
+            features = per_iteration * iterations
+            cpu_text = f"{features / cpu / 1e6:>9.1f}" if cpu and cpu > 0 else f"{'-':>9}"
+            memory = (f"{result['self_mib'] + result['children_mib']:>13,.0f}"
+                      f"{result['tree_mib']:>10,.0f}" if result else "")
+            print(f"{name:<34}{iterations:>6}{seconds:>9.2f}{features / seconds / 1e6:>10.1f}"
+                  f"{cores:>6}{features / seconds / cores / 1e6:>10.1f}"
+                  f"{(cpu if cpu is not None else float('nan')):>8.1f}{cpu_text}{memory}")
+            return features / seconds / cores
+
+        row("numpy kernel (statistics+advance)", n, kernel["seconds"], 1,
+            kernel["cpu_seconds"], kernel)
+        row("  of which statistics()", n, kernel["statistics_seconds"], 1, None, None)
+        verdicts, notes = [], []
+        for beam_args, pair in runs:
+            cores, mode, workers = cores_of(beam_args)
+            label = f"beam {mode}" + (f" x{workers}" if mode != "in_memory" else "")
+            raw = row(f"{label} raw", n, pair[n]["seconds"], cores, pair[n]["cpu_seconds"],
+                      pair[n])
+            row(f"{label} raw", longer, pair[longer]["seconds"], cores,
+                pair[longer]["cpu_seconds"], pair[longer])
+            extra = (pair[longer]["seconds"] - pair[n]["seconds"]) / 2
+            extra_cpu = (pair[longer]["cpu_seconds"] - pair[n]["cpu_seconds"]) / 2
+            if extra > 0:
+                marginal = row(f"{label} marginal (x{longer}-x{n})/2", 1, extra, cores,
+                               extra_cpu, None)
+            else:
+                marginal = None
+                print(f"{label} marginal: not measurable (x{longer} was not slower than x{n})")
+            verdicts.append((label, raw, marginal))
+            for count in (n, longer):
+                result = pair[count]
+                expected = per_iteration * count
+                notes.append(
+                    f"{label} x{count}: build {result['build_seconds']:.2f} s + run "
+                    f"{result['run_seconds']:.2f} s; child wall {result['wall']:.1f} s incl. "
+                    f"start-up and data loading; counter boosting_active_features = "
+                    f"{result['counted']:,} ({'=' if result['counted'] == expected else '!='} "
+                    f"nnz x models x iterations)\n    agreement with train_in_memory: "
+                    f"{result['agreement']}")
+        print(f"\n(numpy kernel: statistics {kernel['statistics_seconds']:.2f} s + advance "
+              f"{kernel['advance_seconds']:.2f} s; child wall {kernel['wall']:.1f} s)")
+        for note in notes:
+            print(note)
+        print(f"\ntarget: >= {TARGET_PER_CORE / 1e6:g} M features/s per core through Beam "
+              f"(Sibyl on MapReduce: {SIBYL_PER_CORE[0] / 1e6:g}-{SIBYL_PER_CORE[1] / 1e6:g})")
+        for label, raw, marginal in verdicts:
+            print(f"  {label}: raw {raw / 1e6:.1f} M/s/core "
+                  f"{'PASS' if raw >= TARGET_PER_CORE else 'FAIL'}"
+                  + (f", marginal {marginal / 1e6:.1f} M/s/core "
+                     f"{'PASS' if marginal >= TARGET_PER_CORE else 'FAIL'}"
+                     if marginal else ""))
+        changed = sorted(os.path.relpath(p, REPO) for p, t in source_stamps().items()
+                         if stamps.get(p) != t)
+        if changed:
+            print(f"WARNING: sources changed while the variants ran: {', '.join(changed)}; "
+                  "the comparison may mix two versions of the code")
+        if profile_text:
+            print(f"\ncProfile of the in-process Beam run, x{n} (main thread only):")
+            print(profile_text)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        spec = json.loads(sys.argv[2])
+        if spec["mode"] == "kernel":
+            kernel_child(spec["data"], spec["block"], spec["iterations"],
+                         spec["reference_iterations"], spec["reference_out"])
+        else:
+            beam_child(spec["data"], spec["block"], spec["iterations"], spec["beam_args"],
+                       spec["state_out"], spec.get("profile_out"))
+    else:
+        main()

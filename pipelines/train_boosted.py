@@ -1,0 +1,236 @@
+"""Train Sibyl-style parallel-boosted models of P(correct) from ProblemLogs.
+
+    python -m pipelines.train_boosted --input 'logs/*.avro' --output out/ \\
+        [--templates exercise,exercise_x_streak] [--l1 0.1,1,10] [--iterations 30]
+
+Two Beam pipelines run one after the other:
+
+1. Build the columnar store (skipped when --store already holds one, unless
+   --rebuild_store): read and sessionize the logs once; replay every student to
+   emit sparse binary features per attempt from named templates, count them,
+   integerize each template by decreasing frequency (vocabulary/<template>.tsv)
+   and write the examples as Parquet, one list<int32> column per template plus
+   label and holdout flag. The same replay also fits the per-exercise knowledge
+   model (knowledge_model/params/params.jsonl) for comparison on the same
+   holdout students.
+2. Train: read only the --templates columns, run --iterations rounds of
+   parallel boosting (one map + one combine each) for every --l1 value at
+   once, and write under --output:
+
+    weights/weights.jsonl   non-zero weights with readable feature names, per l1
+    loss_curve.jsonl        train objective, holdout log loss, step, sparsity per iteration
+    summary.json            per model: holdout log likelihood and AUC, sparsity, and the
+                            knowledge model's holdout log likelihood on the same students
+"""
+
+import json
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from models.boosting import LOSSES
+from models.exercise_model import FitSettings
+from models.problem_log import parse_column_mapping
+from models.sparse_features import TEMPLATES, parse_templates
+from pipelines.options import (ProblemLogOptions, UsageError, output_path,
+                               parse_problem_number_range, print_options_help)
+from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
+from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
+                                       WriteColumnarStore, read_vocabulary)
+from transforms.fit import FitPerExercise
+from transforms.read import DEAD_LETTER, ReadProblemLogs, detect_format
+from transforms.replay import ROWS, ReplayKnowledgeState
+from transforms.sessionize import SessionizeByStudent
+from transforms.write import WriteJsonLines, WriteSortedJsonLines
+
+
+class BoostedOptions(ProblemLogOptions):
+    """The boosted model's own options, on top of the shared ones."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("boosted model")
+        group.add_argument("--store", default="",
+                           help="Columnar store directory. Default: OUTPUT/store. --input "
+                                "is needed only to build it.")
+        group.add_argument("--rebuild_store", action="store_true",
+                           help="Rebuild the store from --input even if it exists.")
+        group.add_argument("--min_feature_count", type=int, default=2,
+                           help="Feature values seen fewer times are dropped when the "
+                                "store is built.")
+        group.add_argument("--templates", default=",".join(TEMPLATES),
+                           help=f"Feature templates to train on: any of {', '.join(TEMPLATES)}.")
+        group.add_argument("--l1", default="1",
+                           help="Comma-separated L1 strengths; one model each, trained in the "
+                                "same passes (a model set). The bias is unpenalised.")
+        group.add_argument("--loss", default="logistic", choices=LOSSES,
+                           help="logistic, or exponential (AdaBoost).")
+        group.add_argument("--iterations", type=int, default=30,
+                           help="Boosting iterations, unrolled in the graph.")
+        group.add_argument("--initial_step", type=float, default=1.0,
+                           help="Step multiplier on the bound's update; halved for a model "
+                                "whenever its objective would rise.")
+
+
+def parse_l1(text: str):
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--l1 {text!r} is not a comma-separated list of numbers") from None
+    if not values or any(value < 0 for value in values):
+        raise UsageError(f"--l1 {text!r} needs one or more values >= 0")
+    return values
+
+
+def store_exists(store: str) -> bool:
+    return bool(FileSystems.match([output_path(store, "examples-*.parquet")])[0].metadata_list)
+
+
+def build_store(argv, options: BoostedOptions, store: str) -> None:
+    """Pipeline 1: logs -> vocabularies, Parquet examples, knowledge-model params."""
+    if not options.input:
+        raise UsageError(f"--store {store!r} holds no columnar store; pass --input to build it")
+    if not FileSystems.match([options.input])[0].metadata_list:
+        raise UsageError(f"--input {options.input!r} matches no files")
+    try:
+        file_format = (detect_format(options.input) if options.input_format == "auto"
+                       else options.input_format)
+        mapping = parse_column_mapping(options.column_mapping)
+        number_range = parse_problem_number_range(options.problem_number_range)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    stale = [metadata.path for match in FileSystems.match(
+        [output_path(store, "*"), output_path(store, "*", "*"), output_path(store, "*", "*", "*")])
+        for metadata in match.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+    pipeline = beam.Pipeline(options=PipelineOptions(argv))
+    logs = pipeline | "ReadProblemLogs" >> ReadProblemLogs(options.input, file_format, mapping)
+    students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
+        options.max_attempts_per_student)
+    examples = students.students | "ReplaySparse" >> ReplaySparseExamples(
+        TEMPLATES, options.seed, options.holdout_fraction, number_range)
+    vocabularies = examples | "Vocabularies" >> Vocabularies(
+        output_path(store, "vocabulary"), options.min_feature_count)
+    _ = examples | "WriteStore" >> WriteColumnarStore(store, TEMPLATES, vocabularies)
+
+    settings = FitSettings(seed=options.seed, holdout_fraction=options.holdout_fraction)
+    rows = students.students | "ReplayKnowledge" >> ReplayKnowledgeState(
+        options.seed, settings.num_random_features, number_range)
+    fits = rows[ROWS] | "FitKnowledgeModel" >> FitPerExercise(settings)
+    _ = fits.fitted | "WriteKnowledgeParams" >> WriteSortedJsonLines(
+        output_path(store, "knowledge_model", "params", "params"), lambda r: r["exercise"])
+    _ = ((logs[DEAD_LETTER], students[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
+         | "WriteDeadLetter" >> WriteJsonLines(output_path(store, "dead_letter", "dead_letter")))
+    pipeline.run().wait_until_finish()
+
+
+def knowledge_model_holdout(store: str) -> dict:
+    """Row-weighted holdout log likelihood of the knowledge model built with the store."""
+    path = output_path(store, "knowledge_model", "params", "params.jsonl")
+    total, rows = 0.0, 0
+    with FileSystems.open(path) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["holdout_log_likelihood"] is not None:
+                total += record["holdout_log_likelihood"] * record["num_holdout"]
+                rows += record["num_holdout"]
+    return {"holdout_log_likelihood": total / rows if rows else None, "holdout_rows": rows,
+            "note": "per-exercise model, same holdout students; rows are the sampled "
+                    "rows of each exercise (all of them below --max_samples_per_exercise)"}
+
+
+def train(argv, options: BoostedOptions, store: str, templates, l1_values) -> dict:
+    """Pipeline 2: store -> boosted models, loss curve, evaluation."""
+    vocabularies = {template: read_vocabulary(output_path(store, "vocabulary"), template)
+                    for template in templates}
+    sizes = {template: len(values) for template, values in vocabularies.items()}
+    names = feature_names(templates, vocabularies)
+    output = options.output
+
+    pipeline = beam.Pipeline(options=PipelineOptions(argv))
+    tables = pipeline | "ReadStore" >> beam.io.ReadFromParquetBatched(
+        output_path(store, "examples-*.parquet"), columns=list(templates) + [LABEL, HOLDOUT])
+    results = tables | "TrainAndEvaluate" >> TrainAndEvaluate(
+        templates, sizes, l1_values, options.loss, options.iterations)
+    _ = (results["final_state"]
+         | "Weights" >> beam.FlatMap(weight_records, l1_values, names)
+         | "WriteWeights" >> WriteSortedJsonLines(
+             output_path(output, "weights", "weights"),
+             lambda r: (r["l1"], -abs(r["weight"]), r["feature"])))
+    _ = (results["curve"] | "CurveRows" >> beam.FlatMap(lambda records: records)
+         | "WriteCurve" >> WriteSortedJsonLines(
+             output_path(output, "loss_curve"), lambda r: (r["l1"], r["iteration"])))
+    _ = (results["evaluation"]
+         | "EvaluationJson" >> beam.Map(lambda records: json.dumps(records))
+         | "WriteEvaluation" >> beam.io.WriteToText(
+             output_path(output, "evaluation"), file_name_suffix=".json", num_shards=1,
+             shard_name_template=""))
+    pipeline.run().wait_until_finish()
+    with FileSystems.open(output_path(output, "evaluation.json")) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def run(argv=None) -> dict:
+    started = time.monotonic()
+    options = PipelineOptions(argv).view_as(BoostedOptions)
+    try:
+        templates = parse_templates(options.templates)
+    except ValueError as error:
+        raise UsageError(f"--templates: {error}") from None
+    l1_values = parse_l1(options.l1)
+    if options.iterations < 1:
+        raise UsageError("--iterations must be at least 1")
+    if not 0 <= options.holdout_fraction < 1:
+        raise UsageError(f"--holdout_fraction must be in [0, 1), got {options.holdout_fraction}")
+    if not options.output:
+        raise UsageError("--output is required")
+    store = options.store or output_path(options.output, "store")
+    summary_path = output_path(options.output, "summary.json")
+    if FileSystems.exists(summary_path) and not options.overwrite:
+        raise UsageError(f"--output {options.output!r} already holds a trained model; "
+                         "pass --overwrite to replace it")
+    built = options.rebuild_store or not store_exists(store)
+    if built:
+        build_store(argv, options, store)
+    models = train(argv, options, store, templates, l1_values)
+    summary = {
+        "models": models, "templates": list(templates), "loss": options.loss,
+        "iterations": options.iterations, "store": store, "store_built": built,
+        "knowledge_model": knowledge_model_holdout(store),
+        "wall_time_seconds": round(time.monotonic() - started, 3),
+    }
+    with FileSystems.create(summary_path) as handle:
+        handle.write(json.dumps(summary, indent=2).encode("utf-8"))
+    knowledge = summary["knowledge_model"]["holdout_log_likelihood"]
+    for model in models:
+        print(f"l1={model['l1']}: {model['nonzero_weights']} of {model['features']} weights "
+              f"non-zero, holdout log likelihood {model['holdout_log_likelihood']}, "
+              f"AUC {model['holdout_auc']}")
+    print(f"knowledge model on the same holdout students: log likelihood {knowledge}")
+    print(f"outputs under {options.output} (store: {store}); "
+          f"wall time {summary['wall_time_seconds']:.1f} s")
+    return summary
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print_options_help("python -m pipelines.train_boosted", __doc__, ProblemLogOptions,
+                           BoostedOptions)
+        return
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        run(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
