@@ -7,6 +7,7 @@ kernel, in active features processed per second per core.
     python benchmarks/bench_boost.py --models 3           # a model set (3 L1 strengths)
     python benchmarks/bench_boost.py --beam_args "" \\
         --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
+    python benchmarks/bench_boost.py --source both        # also blocks read from files
     python benchmarks/bench_boost.py --profile            # + cProfile of one Beam run
 
 Generates a synthetic sparse binary problem in numpy: every example has feature
@@ -21,9 +22,13 @@ process (so peak RSS is its own):
 * Beam: `Create(blocks) | TrainBoosted(..., iterations=N)` and again with N + 2
   iterations, for every `--beam_args` given (default: the in-process
   DirectRunner). "raw" is the N-iteration pipeline timed end to end (graph
-  construction, which encodes the blocks for Create, plus run() until finished;
-  not interpreter start-up, imports or data loading); "marginal" is
-  (T(N + 2) - T(N)) / 2, one more iteration with the fixed start-up cost removed.
+  construction plus run() until finished; not interpreter start-up, imports or
+  data loading); "marginal" is (T(N + 2) - T(N)) / 2, one more iteration with
+  the fixed start-up cost removed. `--source create` puts the blocks into the
+  graph with beam.Create (the run then pickles and bz2-compresses them with the
+  graph: a fixed cost that a real pipeline reading files does not pay);
+  `--source files` writes one .npz per block beforehand and the pipeline reads
+  them (Create(paths) | Map(read)), timed as part of the run.
 
 Active features processed = nnz x models x iterations (the pipeline's
 `boosting_active_features` counter is printed beside it). Per core: the
@@ -167,44 +172,111 @@ def _save_state(state, path):
     np.savez(path, weights=state.weights, objective=state.objective, step=state.step)
 
 
-def beam_child(data, block, iterations, beam_args, state_out, profile_out=None):
+def write_block_files(data, block, directory):
+    """One .npz per ExampleBlock (indptr, indices, labels), for --source files."""
+    os.makedirs(directory, exist_ok=True)
+    problem = np.load(data)
+    indptr, indices, labels = problem["indptr"], problem["indices"], problem["labels"]
+    paths = []
+    for number, start in enumerate(range(0, len(labels), block)):
+        stop = min(start + block, len(labels))
+        path = os.path.join(directory, f"block_{number:05d}.npz")
+        np.savez(path, indptr=indptr[start:stop + 1] - indptr[start],
+                 indices=indices[indptr[start]:indptr[stop]], labels=labels[start:stop],
+                 features=problem["features"])
+        paths.append(path)
+    return paths
+
+
+def _read_block(path):
+    from models.boosting import design_matrix
+    from transforms.boosting import ExampleBlock
+
+    stored = np.load(path)
+    return ExampleBlock(design_matrix(stored["indptr"], stored["indices"],
+                                      int(stored["features"])), stored["labels"])
+
+
+class ThreadProfiles:
+    """cProfile in the calling thread and in every thread started while active
+    (the DirectRunner runs bundles on its own threads)."""
+
+    def __init__(self):
+        self.profiles = [cProfile.Profile()]
+
+    def _start_in_thread(self, *_):
+        sys.setprofile(None)
+        profile = cProfile.Profile()
+        self.profiles.append(profile)
+        profile.enable()
+
+    def __enter__(self):
+        threading.setprofile(self._start_in_thread)
+        self.profiles[0].enable()
+        return self
+
+    def __exit__(self, *_):
+        self.profiles[0].disable()
+        threading.setprofile(None)
+
+    def write(self, path, threads_started):
+        text = io.StringIO()
+        stats = pstats.Stats(self.profiles[0], stream=text)
+        for profile in self.profiles[1:]:
+            profile.disable()   # only stops it if it is this thread's; harmless otherwise
+            try:
+                stats.add(profile)
+            except (TypeError, ValueError):
+                pass            # a thread that never ran any Python
+        stats.strip_dirs()
+        text.write(f"(main thread + {len(self.profiles) - 1} threads started during the run; "
+                   f"times summed over threads, so they can exceed wall clock; "
+                   f"{threads_started})\n--- by cumulative time ---\n")
+        stats.sort_stats("cumulative").print_stats(40)
+        text.write("--- by own time ---\n")
+        stats.sort_stats("tottime").print_stats(30)
+        with open(path, "w") as handle:
+            handle.write(text.getvalue())
+
+
+def beam_child(data, block, iterations, beam_args, state_out, source, block_dir,
+               profile_out=None):
+    import contextlib
+
     import apache_beam as beam
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from transforms.boosting import TrainBoosted
 
-    x, labels, l1, l1_values, max_active, blocks = load(data, block)
-    del x, labels  # only the blocks go into the pipeline
-    profiler = cProfile.Profile() if profile_out else None
+    features = int(np.load(data)["features"])
+    l1_values = np.load(data)["l1_values"].tolist()
+    blocks = load(data, block)[-1] if source == "create" else None
+    block_paths = sorted(glob.glob(os.path.join(block_dir, "block_*.npz"))) if block_dir else None
+    profiler = ThreadProfiles() if profile_out else contextlib.nullcontext()
     cpu = cpu_seconds()
     started = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    num_features = pipeline | "NumFeatures" >> beam.Create([l1.shape[1]])
-    states = (pipeline | "Blocks" >> beam.Create(blocks)
-              | TrainBoosted(num_features, l1_values, LOSS, iterations, unpenalised=(0,)))
-    _ = states[-1] | "Save" >> beam.Map(_save_state, state_out)
-    built = time.perf_counter()
-    result = pipeline.run()
-    result.wait_until_finish()
-    if profiler:
-        profiler.disable()
+    with profiler:
+        pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+        num_features = pipeline | "NumFeatures" >> beam.Create([features])
+        if source == "create":
+            examples = pipeline | "Blocks" >> beam.Create(blocks)
+        else:
+            examples = (pipeline | "BlockFiles" >> beam.Create(block_paths)
+                        | "ReadBlocks" >> beam.Map(_read_block))
+        states = examples | TrainBoosted(num_features, l1_values, LOSS, iterations,
+                                         unpenalised=(0,))
+        _ = states[-1] | "Save" >> beam.Map(_save_state, state_out)
+        built = time.perf_counter()
+        result = pipeline.run()
+        result.wait_until_finish()
     finished = time.perf_counter()
     cpu = cpu_seconds() - cpu
     counters = result.metrics().query(
         MetricsFilter().with_name("boosting_active_features"))["counters"]
     counted = sum(counter.committed or 0 for counter in counters)
-    if profiler:
-        text = io.StringIO()
-        stats = pstats.Stats(profiler, stream=text).strip_dirs()
-        text.write("--- by cumulative time ---\n")
-        stats.sort_stats("cumulative").print_stats(35)
-        text.write("--- by own time ---\n")
-        stats.sort_stats("tottime").print_stats(25)
-        with open(profile_out, "w") as handle:
-            handle.write(text.getvalue())
+    if profile_out:
+        profiler.write(profile_out, f"source {source}, {len(block_paths or blocks)} blocks")
     report({"seconds": finished - started, "build_seconds": built - started,
             "run_seconds": finished - built, "cpu_seconds": cpu, "counted": counted})
 
@@ -311,11 +383,17 @@ def main():
     parser.add_argument("--beam_args", action="append",
                         help="DirectRunner args, one string per Beam variant; repeat to "
                              "compare several (default: one in-process variant)")
+    parser.add_argument("--source", choices=("create", "files", "both"), default="create",
+                        help="how blocks enter the pipeline: beam.Create(blocks) (encoded "
+                             "into the graph), or Create(paths) | Map(read one .npz per "
+                             "block), standing in for a real read (default: create)")
     parser.add_argument("--profile", action="store_true",
-                        help="also cProfile one in-process Beam run of --iterations")
+                        help="also cProfile (all threads) one in-process Beam run of "
+                             "--iterations, with the first --source")
     parser.add_argument("--workdir", help="kept afterwards (default: a temp dir, removed)")
     args = parser.parse_args()
     variants = [shlex.split(value) for value in (args.beam_args or [""])]
+    sources = ("create", "files") if args.source == "both" else (args.source,)
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_boost_")
     os.makedirs(workdir, exist_ok=True)
     n, longer = args.iterations, args.iterations + 2
@@ -328,28 +406,34 @@ def main():
               f"{time.monotonic() - started:.1f} s", flush=True)
         stamps = source_stamps()
         common = {"data": data, "block": args.block}
+        block_dir = None
+        if "files" in sources:
+            block_dir = os.path.join(workdir, "blocks")
+            write_block_files(data, args.block, block_dir)
         reference = os.path.join(workdir, "reference.npz")
         kernel = run_child("kernel", dict(common, mode="kernel", iterations=n,
                                           reference_iterations=[n, longer],
                                           reference_out=reference), workdir)
         print(f"numpy kernel done in {kernel['wall']:.1f} s", flush=True)
         runs = []
-        for index, beam_args in enumerate(variants):
-            pair = {}
-            for count in (n, longer):
-                out = os.path.join(workdir, f"state_{index}_{count}.npz")
-                pair[count] = run_child(f"beam_{index}_{count}", dict(
-                    common, mode="beam", iterations=count, beam_args=beam_args,
-                    state_out=out), workdir)
-                pair[count]["agreement"] = agreement(out, reference, count)
-                print(f"beam [{' '.join(beam_args) or 'in-process'}] x{count} done in "
-                      f"{pair[count]['wall']:.1f} s", flush=True)
-            runs.append((beam_args, pair))
+        for source in sources:
+            for index, beam_args in enumerate(variants):
+                pair = {}
+                for count in (n, longer):
+                    out = os.path.join(workdir, f"state_{source}_{index}_{count}.npz")
+                    pair[count] = run_child(f"beam_{source}_{index}_{count}", dict(
+                        common, mode="beam", iterations=count, beam_args=beam_args,
+                        state_out=out, source=source, block_dir=block_dir), workdir)
+                    pair[count]["agreement"] = agreement(out, reference, count)
+                    print(f"beam {source} [{' '.join(beam_args) or 'in-process'}] x{count} "
+                          f"done in {pair[count]['wall']:.1f} s", flush=True)
+                runs.append((source, beam_args, pair))
         profile_text = None
         if args.profile:
             profile_out = os.path.join(workdir, "profile.txt")
             run_child("profile", dict(common, mode="beam", iterations=n, beam_args=[],
                                       state_out=os.path.join(workdir, "state_profile.npz"),
+                                      source=sources[0], block_dir=block_dir,
                                       profile_out=profile_out), workdir)
             with open(profile_out) as handle:
                 profile_text = handle.read()
@@ -367,7 +451,7 @@ def main():
         print(f"machine: os.cpu_count() = {os.cpu_count()}"
               + (f", load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared with "
                  "other jobs: timings are noisy)" if load else ""))
-        header = (f"{'variant':<34}{'iters':>6}{'seconds':>9}{'M feat/s':>10}{'cores':>6}"
+        header = (f"{'variant':<36}{'iters':>6}{'seconds':>9}{'M feat/s':>10}{'cores':>6}"
                   f"{'M/s/core':>10}{'CPU s':>8}{'M/CPU-s':>9}{'peak RSS MiB':>13}"
                   f"{'tree peak':>10}")
         print("\n" + header + "\n" + "-" * len(header))
@@ -377,7 +461,7 @@ def main():
             cpu_text = f"{features / cpu / 1e6:>9.1f}" if cpu and cpu > 0 else f"{'-':>9}"
             memory = (f"{result['self_mib'] + result['children_mib']:>13,.0f}"
                       f"{result['tree_mib']:>10,.0f}" if result else "")
-            print(f"{name:<34}{iterations:>6}{seconds:>9.2f}{features / seconds / 1e6:>10.1f}"
+            print(f"{name:<36}{iterations:>6}{seconds:>9.2f}{features / seconds / 1e6:>10.1f}"
                   f"{cores:>6}{features / seconds / cores / 1e6:>10.1f}"
                   f"{(cpu if cpu is not None else float('nan')):>8.1f}{cpu_text}{memory}")
             return features / seconds / cores
@@ -386,9 +470,11 @@ def main():
             kernel["cpu_seconds"], kernel)
         row("  of which statistics()", n, kernel["statistics_seconds"], 1, None, None)
         verdicts, notes = [], []
-        for beam_args, pair in runs:
+        for source, beam_args, pair in runs:
             cores, mode, workers = cores_of(beam_args)
-            label = f"beam {mode}" + (f" x{workers}" if mode != "in_memory" else "")
+            short = {"in_memory": "in-process", "multi_processing": "multiproc",
+                     "multi_threading": "threads"}.get(mode, mode)
+            label = f"beam {source} {short}" + (f" x{workers}" if mode != "in_memory" else "")
             raw = row(f"{label} raw", n, pair[n]["seconds"], cores, pair[n]["cpu_seconds"],
                       pair[n])
             row(f"{label} raw", longer, pair[longer]["seconds"], cores,
@@ -396,7 +482,7 @@ def main():
             extra = (pair[longer]["seconds"] - pair[n]["seconds"]) / 2
             extra_cpu = (pair[longer]["cpu_seconds"] - pair[n]["cpu_seconds"]) / 2
             if extra > 0:
-                marginal = row(f"{label} marginal (x{longer}-x{n})/2", 1, extra, cores,
+                marginal = row(f"{label} marginal", 1, extra, cores,
                                extra_cpu, None)
             else:
                 marginal = None
@@ -430,7 +516,7 @@ def main():
             print(f"WARNING: sources changed while the variants ran: {', '.join(changed)}; "
                   "the comparison may mix two versions of the code")
         if profile_text:
-            print(f"\ncProfile of the in-process Beam run, x{n} (main thread only):")
+            print(f"\ncProfile of the in-process Beam run, source {sources[0]}, x{n}:")
             print(profile_text)
     finally:
         if not args.workdir:
@@ -445,6 +531,7 @@ if __name__ == "__main__":
                          spec["reference_iterations"], spec["reference_out"])
         else:
             beam_child(spec["data"], spec["block"], spec["iterations"], spec["beam_args"],
-                       spec["state_out"], spec.get("profile_out"))
+                       spec["state_out"], spec["source"], spec.get("block_dir"),
+                       spec.get("profile_out"))
     else:
         main()

@@ -49,6 +49,26 @@ class Statistics:
     loss: np.ndarray       # (models,): total loss at the current weights
     examples: int
 
+    def shards(self, count: int):
+        """(shard, Statistics of a contiguous feature range) for count shards;
+        the loss and example count ride on shard 0 only, so the shards of many
+        blocks still add up to the whole."""
+        bounds = np.linspace(0, self.positive.shape[1], count + 1).astype(int)
+        for shard, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
+            first = shard == 0
+            yield shard, Statistics(
+                self.positive[:, low:high], self.negative[:, low:high],
+                self.curvature[:, low:high],
+                self.loss if first else np.zeros_like(self.loss), self.examples if first else 0)
+
+    @staticmethod
+    def from_shards(shards) -> "Statistics":
+        """Inverse of shards(): [(shard, Statistics)] in any order -> the whole."""
+        parts = [stats for _, stats in sorted(shards, key=lambda item: item[0])]
+        return Statistics(*(np.concatenate([getattr(p, name) for p in parts], axis=1)
+                            for name in ("positive", "negative", "curvature")),
+                          sum(p.loss for p in parts), sum(p.examples for p in parts))
+
     def __add__(self, other: "Statistics") -> "Statistics":
         return Statistics(self.positive + other.positive, self.negative + other.negative,
                           self.curvature + other.curvature, self.loss + other.loss,

@@ -71,6 +71,9 @@ class BoostedOptions(ProblemLogOptions):
                            help="logistic, or exponential (AdaBoost).")
         group.add_argument("--iterations", type=int, default=30,
                            help="Boosting iterations, unrolled in the graph.")
+        group.add_argument("--feature_shards", type=int, default=1,
+                           help="Sum each iteration's per-feature statistics in this many "
+                                "feature-range shards, in parallel (for large vocabularies).")
         group.add_argument("--initial_step", type=float, default=1.0,
                            help="Step multiplier on the bound's update; halved for a model "
                                 "whenever its objective would rise.")
@@ -157,7 +160,8 @@ def train(argv, options: BoostedOptions, store: str, templates, l1_values) -> di
     tables = pipeline | "ReadStore" >> beam.io.ReadFromParquetBatched(
         output_path(store, "examples-*.parquet"), columns=list(templates) + [LABEL, HOLDOUT])
     results = tables | "TrainAndEvaluate" >> TrainAndEvaluate(
-        templates, sizes, l1_values, options.loss, options.iterations)
+        templates, sizes, l1_values, options.loss, options.iterations, options.feature_shards,
+        options.initial_step)
     _ = (results["final_state"]
          | "Weights" >> beam.FlatMap(weight_records, l1_values, names)
          | "WriteWeights" >> WriteSortedJsonLines(
@@ -184,8 +188,9 @@ def run(argv=None) -> dict:
     except ValueError as error:
         raise UsageError(f"--templates: {error}") from None
     l1_values = parse_l1(options.l1)
-    if options.iterations < 1:
-        raise UsageError("--iterations must be at least 1")
+    for name in ("iterations", "feature_shards"):
+        if getattr(options, name) < 1:
+            raise UsageError(f"--{name} must be at least 1")
     if not 0 <= options.holdout_fraction < 1:
         raise UsageError(f"--holdout_fraction must be in [0, 1), got {options.holdout_fraction}")
     if not options.output:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from models.boosting import (advance, design_matrix, initial_state, penalties, statistics,
+from models.boosting import (Statistics, advance, design_matrix, initial_state, penalties, statistics,
                              train_in_memory)
 from models.integerize import id_map, vocabulary
 
@@ -93,6 +93,10 @@ def test_statistics_combine_by_addition(problem):
             np.testing.assert_allclose(getattr(parts, field), getattr(whole, field),
                                        rtol=1e-12, atol=1e-9)
         assert parts.examples == whole.examples == x.shape[0]
+        regrouped = Statistics.from_shards(list(whole.shards(4))[::-1])
+        for field in ("positive", "negative", "curvature", "loss"):
+            np.testing.assert_array_equal(getattr(regrouped, field), getattr(whole, field))
+        assert regrouped.examples == whole.examples
 
 
 def test_dynamic_stepping_rejects_a_worse_proposal_and_shrinks_the_step(problem):
@@ -120,7 +124,8 @@ def test_vocabulary_orders_by_frequency_and_round_trips():
     assert "rare" not in ids
 
 
-def test_beam_iterations_equal_the_in_memory_loop(problem):
+@pytest.mark.parametrize("shards", [1, 3])
+def test_beam_iterations_equal_the_in_memory_loop(problem, shards):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that
@@ -142,5 +147,6 @@ def test_beam_iterations_equal_the_in_memory_loop(problem):
     with TestPipeline() as pipeline:
         num_features = pipeline | "Features" >> beam.Create([x.shape[1]])
         states = (pipeline | beam.Create(blocks)
-                  | TrainBoosted(num_features, l1_values, "logistic", iterations))
+                  | TrainBoosted(num_features, l1_values, "logistic", iterations,
+                                 shards=shards))
         assert_that(states[-1], matches)

@@ -139,8 +139,8 @@ def test_loss_curve_decreases_and_l1_sparsifies(trained):
 
 def test_training_reads_only_the_requested_templates(trained, tmp_path):
     summary = run(["--store", trained.store, "--output", str(tmp_path),
-                   "--templates", "exercise,exercise_x_streak", "--iterations", "2",
-                   "--loss", "exponential"])
+                   "--templates", "exercise,exercise_x_streak", "--iterations", "3",
+                   "--loss", "exponential", "--feature_shards", "2", "--initial_step", "2"])
     assert summary["store_built"] is False
     vocabulary_dir = os.path.join(trained.store, "vocabulary")
     expected = 1 + sum(len(read_vocabulary(vocabulary_dir, t))
@@ -149,6 +149,9 @@ def test_training_reads_only_the_requested_templates(trained, tmp_path):
     features = {r["feature"].split("=")[0]
                 for r in read_jsonl(str(tmp_path / "weights" / "weights.jsonl"))}
     assert features <= {"bias", "exercise", "exercise_x_streak"}
+    objective = [row["train_objective"]
+                 for row in read_jsonl(str(tmp_path / "loss_curve.jsonl"))]
+    assert all(b <= a for a, b in zip(objective, objective[1:])) and objective[-1] < objective[0]
 
 
 def test_bad_templates_are_a_clear_error(trained, tmp_path):

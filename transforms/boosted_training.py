@@ -120,8 +120,11 @@ class TrainAndEvaluate(beam.PTransform):
     """Parquet record batches -> dict of PCollections: `final_state`,
     `curve` (list of records), `evaluation` (list of per-model records)."""
 
-    def __init__(self, templates, sizes, l1_values, loss, iterations):
+    def __init__(self, templates, sizes, l1_values, loss, iterations, shards=1,
+                 initial_step=1.0):
         super().__init__()
+        self.shards = shards
+        self.initial_step = initial_step
         self.templates = tuple(templates)
         self.sizes = dict(sizes)
         self.l1_values = tuple(l1_values)
@@ -138,7 +141,8 @@ class TrainAndEvaluate(beam.PTransform):
         size = tables.pipeline | "NumFeatures" >> beam.Create(
             [1 + sum(sizes[template] for template in templates)])
         states = train | "Boost" >> TrainBoosted(size, self.l1_values, self.loss,
-                                                 self.iterations)
+                                                 self.iterations, shards=self.shards,
+                                                 initial_step=self.initial_step)
         holdout_losses = []
         for iteration, state in enumerate(states):
             holdout_losses.append(

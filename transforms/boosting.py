@@ -4,7 +4,9 @@ Examples travel in blocks (a CSR matrix of binary feature ids plus labels), so
 each element carries thousands of examples. An iteration reads the current
 BoostingState as a side input, computes the per-feature statistics of every
 block into dense numpy arrays (Sibyl's arrays, not hash maps), sums them with a
-CombineGlobally and advances the state. Iterations are unrolled in the graph.
+combine and advances the state. The statistics can be cut into feature-range
+shards, each its own combine key, so large vocabularies are summed in parallel.
+Iterations are unrolled in the graph.
 """
 
 import apache_beam as beam
@@ -50,13 +52,17 @@ class _SumStatistics(beam.CombineFn):
 
 
 class _BlockStatistics(beam.DoFn):
-    def __init__(self, loss: str):
+    """ExampleBlock -> (shard, Statistics of that shard's features)."""
+
+    def __init__(self, loss: str, shards: int):
         self.loss = loss
+        self.shards = shards
         self.active_features = Metrics.counter(METRICS_NAMESPACE, "boosting_active_features")
 
     def process(self, block, state):
         self.active_features.inc(block.x.nnz * len(state.proposal))
-        yield boosting.statistics(state.proposal, block.x, block.labels, self.loss)
+        stats = boosting.statistics(state.proposal, block.x, block.labels, self.loss)
+        yield from stats.shards(self.shards)
 
 
 def _advance(stats, state, l1_values, unpenalised, loss, max_active):
@@ -68,8 +74,10 @@ class BoostingIteration(beam.PTransform):
     """(example blocks) -> the next state (a singleton PCollection), from the
     current `state` and the examples' `max_active` (singleton PCollections)."""
 
-    def __init__(self, state, max_active, l1_values, loss: str, unpenalised=(0,)):
+    def __init__(self, state, max_active, l1_values, loss: str, unpenalised=(0,),
+                 shards: int = 1):
         super().__init__()
+        self.shards = shards
         self.state = state
         self.max_active = max_active
         self.l1_values = tuple(l1_values)
@@ -78,8 +86,11 @@ class BoostingIteration(beam.PTransform):
 
     def expand(self, blocks):
         return (blocks
-                | "Statistics" >> beam.ParDo(_BlockStatistics(self.loss), AsSingleton(self.state))
-                | "Sum" >> beam.CombineGlobally(_SumStatistics())
+                | "Statistics" >> beam.ParDo(_BlockStatistics(self.loss, self.shards),
+                                             AsSingleton(self.state))
+                | "SumPerShard" >> beam.CombinePerKey(_SumStatistics())
+                | "Gather" >> beam.combiners.ToList()
+                | "Whole" >> beam.Map(boosting.Statistics.from_shards)
                 | "Advance" >> beam.Map(_advance, AsSingleton(self.state), self.l1_values,
                                         self.unpenalised, self.loss,
                                         AsSingleton(self.max_active)))
@@ -92,8 +103,9 @@ class TrainBoosted(beam.PTransform):
     vocabulary is only known once the data has been counted."""
 
     def __init__(self, num_features, l1_values, loss: str, iterations: int,
-                 unpenalised=(0,), initial_step: float = 1.0):
+                 unpenalised=(0,), initial_step: float = 1.0, shards: int = 1):
         super().__init__()
+        self.shards = shards
         self.num_features = num_features
         self.l1_values = tuple(l1_values)
         self.loss = loss
@@ -112,6 +124,6 @@ class TrainBoosted(beam.PTransform):
         states = []
         for iteration in range(self.iterations):
             state = blocks | f"Iteration{iteration:03d}" >> BoostingIteration(
-                state, max_active, self.l1_values, self.loss, self.unpenalised)
+                state, max_active, self.l1_values, self.loss, self.unpenalised, self.shards)
             states.append(state)
         return states
