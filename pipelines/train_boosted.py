@@ -44,8 +44,15 @@ from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Voc
 from transforms.fit import FitPerExercise
 from transforms.read import DEAD_LETTER, ReadProblemLogs, detect_format
 from transforms.replay import ROWS, ReplayKnowledgeState
+from transforms.run_summary import counter_values, summarize
 from transforms.sessionize import SessionizeByStudent
 from transforms.write import WriteJsonLines, WriteSortedJsonLines
+
+
+# What a store build writes (and replaces on --rebuild_store); nothing else in
+# the directory is touched.
+STORE_FILES = (("examples-*.parquet",), ("vocabulary", "*.tsv"),
+               ("knowledge_model", "params", "*.jsonl"), ("dead_letter", "*.jsonl"))
 
 
 class BoostedOptions(ProblemLogOptions):
@@ -93,8 +100,9 @@ def store_exists(store: str) -> bool:
     return bool(FileSystems.match([output_path(store, "examples-*.parquet")])[0].metadata_list)
 
 
-def build_store(argv, options: BoostedOptions, store: str) -> None:
-    """Pipeline 1: logs -> vocabularies, Parquet examples, knowledge-model params."""
+def build_store(argv, options: BoostedOptions, store: str) -> dict:
+    """Pipeline 1: logs -> vocabularies, Parquet examples, knowledge-model
+    params. Returns the run's counts (records read, dead-lettered by reason...)."""
     if not options.input:
         raise UsageError(f"--store {store!r} holds no columnar store; pass --input to build it")
     if not FileSystems.match([options.input])[0].metadata_list:
@@ -107,7 +115,7 @@ def build_store(argv, options: BoostedOptions, store: str) -> None:
     except ValueError as error:
         raise UsageError(str(error)) from None
     stale = [metadata.path for match in FileSystems.match(
-        [output_path(store, "*"), output_path(store, "*", "*"), output_path(store, "*", "*", "*")])
+        [output_path(store, *parts) for parts in STORE_FILES])
         for metadata in match.metadata_list]
     if stale:
         FileSystems.delete(stale)
@@ -130,7 +138,11 @@ def build_store(argv, options: BoostedOptions, store: str) -> None:
         output_path(store, "knowledge_model", "params", "params"), lambda r: r["exercise"])
     _ = ((logs[DEAD_LETTER], students[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
          | "WriteDeadLetter" >> WriteJsonLines(output_path(store, "dead_letter", "dead_letter")))
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = summarize(counter_values(result))
+    counts["sparse_examples"] = counter_values(result).get("sparse_examples", 0)
+    return counts
 
 
 def knowledge_model_holdout(store: str) -> dict:
@@ -201,17 +213,21 @@ def run(argv=None) -> dict:
         raise UsageError(f"--output {options.output!r} already holds a trained model; "
                          "pass --overwrite to replace it")
     built = options.rebuild_store or not store_exists(store)
-    if built:
-        build_store(argv, options, store)
+    store_build = build_store(argv, options, store) if built else None
     models = train(argv, options, store, templates, l1_values)
     summary = {
         "models": models, "templates": list(templates), "loss": options.loss,
         "iterations": options.iterations, "store": store, "store_built": built,
+        "store_build": store_build,
         "knowledge_model": knowledge_model_holdout(store),
         "wall_time_seconds": round(time.monotonic() - started, 3),
     }
     with FileSystems.create(summary_path) as handle:
         handle.write(json.dumps(summary, indent=2).encode("utf-8"))
+    if store_build:
+        print(f"store built from {store_build['records_read']} ProblemLogs: "
+              f"{store_build['sparse_examples']} examples, "
+              f"{store_build['dead_lettered_total']} records dead-lettered")
     knowledge = summary["knowledge_model"]["holdout_log_likelihood"]
     for model in models:
         print(f"l1={model['l1']}: {model['nonzero_weights']} of {model['features']} weights "

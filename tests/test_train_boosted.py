@@ -74,6 +74,13 @@ def store_table(store, columns=None):
         columns=columns)
 
 
+def test_store_build_accounts_for_every_record(trained, reference_features):
+    build = trained.summary["store_build"]
+    assert build["records_read"] == build["records_trained_on"] == len(reference_features)
+    assert build["sparse_examples"] == len(reference_features)
+    assert build["dead_lettered_total"] == 0
+
+
 def test_vocabularies_are_ordered_by_frequency(trained, reference_features):
     for template in TEMPLATES:
         counts = collections.Counter(value for features, _, _ in reference_features
