@@ -156,7 +156,6 @@ def student_features(logs: Sequence[ProblemLog],
     done_labels = tuple("done=" + label for label in _ATTEMPTS_TABLE)
     done_top = "done=" + _ATTEMPTS_TOP
     n_done = len(done_labels)
-    one, three, seven, thirty = _DAYS_EDGES
     correct_suffix = "=" + CORRECT_OUTCOME
     wrong_suffix = "=" + WRONG_OUTCOME
 
@@ -199,21 +198,8 @@ def student_features(logs: Sequence[ProblemLog],
                 state[5] = total
             row["exercise_x_prior_outcome"] = priors[:]
         if want_days:
-            if last_time is None:
-                label = "days=never"
-            else:
-                gap = time_done - last_time
-                if gap < one:
-                    label = "days=<1"
-                elif gap < three:
-                    label = "days=1-2"
-                elif gap < seven:
-                    label = "days=3-6"
-                elif gap < thirty:
-                    label = "days=7-29"
-                else:
-                    label = "days=30+"
-            row["exercise_x_days_since_last"] = [prefix + label]
+            row["exercise_x_days_since_last"] = [prefix + "days=" + days_bucket(
+                None if last_time is None else time_done - last_time)]
         out.append(row)
 
         # Only now does the attempt's label enter the state.
