@@ -6,6 +6,8 @@ share live here, each pipeline's own flags in its module.
 """
 
 import argparse
+import logging
+import sys
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -16,6 +18,11 @@ from transforms.read import FORMATS
 
 class UsageError(ValueError):
     """A problem with the command line, reported without a traceback."""
+
+
+class JobFailed(RuntimeError):
+    """The job ran but its result must not count as a success (e.g. nothing
+    was trained): reported without a traceback, exit status 1."""
 
 
 class ProblemLogOptions(PipelineOptions):
@@ -86,3 +93,21 @@ def print_options_help(prog: str, description: str, *options_classes) -> None:
     for options_class in options_classes:
         options_class._add_argparse_args(parser)  # pylint: disable=protected-access
     parser.print_help()
+
+
+def command_line(prog: str, description: str, options_classes, run, argv=None) -> None:
+    """An entry point's main(): --help, then run(argv) with exit status 2 for
+    a bad command line and 1 for a failed job, each with a one-line message."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print_options_help(prog, description, *options_classes)
+        return
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        run(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except JobFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -24,8 +24,6 @@ Two Beam pipelines run one after the other:
 """
 
 import json
-import logging
-import sys
 import time
 
 import apache_beam as beam
@@ -36,8 +34,8 @@ from models.boosting import LOSSES
 from models.exercise_model import FitSettings
 from models.problem_log import parse_column_mapping
 from models.sparse_features import TEMPLATES, parse_templates
-from pipelines.options import (ProblemLogOptions, UsageError, output_path,
-                               parse_problem_number_range, print_options_help)
+from pipelines.options import (ProblemLogOptions, UsageError, command_line, output_path,
+                               parse_problem_number_range)
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
@@ -240,17 +238,8 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print_options_help("python -m pipelines.train_boosted", __doc__, ProblemLogOptions,
-                           BoostedOptions)
-        return
-    logging.getLogger().setLevel(logging.WARNING)
-    try:
-        run(argv)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    command_line("python -m pipelines.train_boosted", __doc__,
+                 (ProblemLogOptions, BoostedOptions), run, argv)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ Runs on the DirectRunner by default; any Beam runner option is accepted
 
 import datetime
 import json
-import logging
 import os
-import sys
 import time
 
 import apache_beam as beam
@@ -29,9 +27,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from models.exercise_model import FitSettings
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from models.problem_log import parse_column_mapping
+from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, command_line,
+                               output_path, parse_problem_number_range)
 from transforms.fit import SKIPPED, FitPerExercise
-from pipelines.options import (ProblemLogOptions, UsageError, output_path,
-                               parse_problem_number_range, print_options_help)
 from transforms.read import DEAD_LETTER, ReadProblemLogs, detect_format
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
@@ -160,7 +158,7 @@ def build(pipeline, options, settings: dict) -> None:
                  output_path(options.training_rows_output, "training_rows")))
 
 
-class NothingTrained(RuntimeError):
+class NothingTrained(JobFailed):
     """The job ran but produced no parameters: a scheduler must see a failure."""
 
 
@@ -219,20 +217,8 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print_options_help("python -m pipelines.train_knowledge_model", __doc__,
-                           ProblemLogOptions, KnowledgeModelOptions)
-        return
-    logging.getLogger().setLevel(logging.WARNING)
-    try:
-        run(argv)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except NothingTrained as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    command_line("python -m pipelines.train_knowledge_model", __doc__,
+                 (ProblemLogOptions, KnowledgeModelOptions), run, argv)
 
 
 if __name__ == "__main__":
