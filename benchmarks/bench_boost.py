@@ -7,8 +7,8 @@ kernel, in active features processed per second per core.
     python benchmarks/bench_boost.py --models 3           # a model set (3 L1 strengths)
     python benchmarks/bench_boost.py --beam_args "" \\
         --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
-    python benchmarks/bench_boost.py --source both        # also blocks read from files
-    python benchmarks/bench_boost.py --profile            # + cProfile of one Beam run
+    python benchmarks/bench_boost.py --source both        # also beam.Create(blocks) (slow!)
+    python benchmarks/bench_boost.py --profile            # + cProfile of a Beam run
 
 Generates a synthetic sparse binary problem in numpy: every example has feature
 0 (a bias) plus about `--active - 1` further features drawn Zipf-like (rank r has
@@ -19,23 +19,25 @@ process (so peak RSS is its own):
 
 * numpy kernel: `statistics` over every block plus one `advance`, per iteration,
   in a plain loop, single-threaded;
-* Beam: `Create(blocks) | TrainBoosted(..., iterations=N)` and again with N + 2
+* Beam: `blocks | TrainBoosted(..., iterations=N)` and again with N + 2
   iterations, for every `--beam_args` given (default: the in-process
   DirectRunner). "raw" is the N-iteration pipeline timed end to end (graph
   construction plus run() until finished; not interpreter start-up, imports or
   data loading); "marginal" is (T(N + 2) - T(N)) / 2, one more iteration with
-  the fixed start-up cost removed. `--source create` puts the blocks into the
-  graph with beam.Create (the run then pickles and bz2-compresses them with the
-  graph: a fixed cost that a real pipeline reading files does not pay);
-  `--source files` writes one .npz per block beforehand and the pipeline reads
-  them (Create(paths) | Map(read)), timed as part of the run.
+  the fixed start-up cost removed. `--source files` (the default) writes one
+  .npz per block beforehand and the pipeline reads them (Create(paths) |
+  Map(read)), timed as part of the run, standing in for the real Parquet read.
+  `--source create` is `beam.Create(blocks)`, as in the tests: Create embeds
+  the encoded blocks in the pipeline graph, which the runner pickles and
+  bz2-compresses (twice), several minutes for a million examples, a fixed cost
+  that swamps the raw figure and that a pipeline reading files never pays.
 
 Active features processed = nnz x models x iterations (the pipeline's
 `boosting_active_features` counter is printed beside it). Per core: the
 in-process runner (direct_running_mode in_memory, the default) counts as 1 core;
 multi_threading / multi_processing count as `direct_num_workers` cores (0 means
 os.cpu_count()), whether or not the machine really gave them that many. The
-"per CPU-s" column divides by the CPU seconds (user + system) the child and its
+"M/CPU-s" column divides by the CPU seconds (user + system) the child and its
 reaped descendants spent on the timed section instead, which does not depend on
 that counting. Peak RSS is the child's ru_maxrss plus RUSAGE_CHILDREN (largest
 single descendant) and, on Linux, the sampled peak summed over the process tree.
@@ -177,15 +179,12 @@ def write_block_files(data, block, directory):
     os.makedirs(directory, exist_ok=True)
     problem = np.load(data)
     indptr, indices, labels = problem["indptr"], problem["indices"], problem["labels"]
-    paths = []
     for number, start in enumerate(range(0, len(labels), block)):
         stop = min(start + block, len(labels))
         path = os.path.join(directory, f"block_{number:05d}.npz")
         np.savez(path, indptr=indptr[start:stop + 1] - indptr[start],
                  indices=indices[indptr[start]:indptr[stop]], labels=labels[start:stop],
                  features=problem["features"])
-        paths.append(path)
-    return paths
 
 
 def _read_block(path):
@@ -251,8 +250,10 @@ def beam_child(data, block, iterations, beam_args, state_out, source, block_dir,
 
     features = int(np.load(data)["features"])
     l1_values = np.load(data)["l1_values"].tolist()
-    blocks = load(data, block)[-1] if source == "create" else None
-    block_paths = sorted(glob.glob(os.path.join(block_dir, "block_*.npz"))) if block_dir else None
+    if source == "create":
+        blocks = load(data, block)[-1]
+    else:
+        blocks = sorted(glob.glob(os.path.join(block_dir, "block_*.npz")))
     profiler = ThreadProfiles() if profile_out else contextlib.nullcontext()
     cpu = cpu_seconds()
     started = time.perf_counter()
@@ -262,7 +263,7 @@ def beam_child(data, block, iterations, beam_args, state_out, source, block_dir,
         if source == "create":
             examples = pipeline | "Blocks" >> beam.Create(blocks)
         else:
-            examples = (pipeline | "BlockFiles" >> beam.Create(block_paths)
+            examples = (pipeline | "BlockFiles" >> beam.Create(blocks)
                         | "ReadBlocks" >> beam.Map(_read_block))
         states = examples | TrainBoosted(num_features, l1_values, LOSS, iterations,
                                          unpenalised=(0,))
@@ -276,7 +277,7 @@ def beam_child(data, block, iterations, beam_args, state_out, source, block_dir,
         MetricsFilter().with_name("boosting_active_features"))["counters"]
     counted = sum(counter.committed or 0 for counter in counters)
     if profile_out:
-        profiler.write(profile_out, f"source {source}, {len(block_paths or blocks)} blocks")
+        profiler.write(profile_out, f"source {source}, {len(blocks)} blocks")
     report({"seconds": finished - started, "build_seconds": built - started,
             "run_seconds": finished - built, "cpu_seconds": cpu, "counted": counted})
 
@@ -383,13 +384,13 @@ def main():
     parser.add_argument("--beam_args", action="append",
                         help="DirectRunner args, one string per Beam variant; repeat to "
                              "compare several (default: one in-process variant)")
-    parser.add_argument("--source", choices=("create", "files", "both"), default="create",
-                        help="how blocks enter the pipeline: beam.Create(blocks) (encoded "
-                             "into the graph), or Create(paths) | Map(read one .npz per "
-                             "block), standing in for a real read (default: create)")
+    parser.add_argument("--source", choices=("files", "create", "both"), default="files",
+                        help="how blocks enter the pipeline: Create(paths) | Map(read one "
+                             ".npz per block), standing in for a real read (default), or "
+                             "beam.Create(blocks), encoded into the graph (slow)")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile (all threads) one in-process Beam run of "
-                             "--iterations, with the first --source")
+                             "--iterations + 2, with the first --source")
     parser.add_argument("--workdir", help="kept afterwards (default: a temp dir, removed)")
     args = parser.parse_args()
     variants = [shlex.split(value) for value in (args.beam_args or [""])]
@@ -431,7 +432,7 @@ def main():
         profile_text = None
         if args.profile:
             profile_out = os.path.join(workdir, "profile.txt")
-            run_child("profile", dict(common, mode="beam", iterations=n, beam_args=[],
+            run_child("profile", dict(common, mode="beam", iterations=longer, beam_args=[],
                                       state_out=os.path.join(workdir, "state_profile.npz"),
                                       source=sources[0], block_dir=block_dir,
                                       profile_out=profile_out), workdir)
@@ -458,12 +459,13 @@ def main():
 
         def row(name, iterations, seconds, cores, cpu, result):
             features = per_iteration * iterations
-            cpu_text = f"{features / cpu / 1e6:>9.1f}" if cpu and cpu > 0 else f"{'-':>9}"
+            cpu_text = (f"{cpu:>8.1f}{features / cpu / 1e6:>9.1f}" if cpu and cpu > 0
+                        else f"{'-':>8}{'-':>9}")
             memory = (f"{result['self_mib'] + result['children_mib']:>13,.0f}"
                       f"{result['tree_mib']:>10,.0f}" if result else "")
             print(f"{name:<36}{iterations:>6}{seconds:>9.2f}{features / seconds / 1e6:>10.1f}"
                   f"{cores:>6}{features / seconds / cores / 1e6:>10.1f}"
-                  f"{(cpu if cpu is not None else float('nan')):>8.1f}{cpu_text}{memory}")
+                  f"{cpu_text}{memory}")
             return features / seconds / cores
 
         row("numpy kernel (statistics+advance)", n, kernel["seconds"], 1,
@@ -516,7 +518,7 @@ def main():
             print(f"WARNING: sources changed while the variants ran: {', '.join(changed)}; "
                   "the comparison may mix two versions of the code")
         if profile_text:
-            print(f"\ncProfile of the in-process Beam run, source {sources[0]}, x{n}:")
+            print(f"\ncProfile of the in-process Beam run, source {sources[0]}, x{longer}:")
             print(profile_text)
     finally:
         if not args.workdir:

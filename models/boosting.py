@@ -91,14 +91,16 @@ def statistics(weights: np.ndarray, x: sparse.csr_matrix, labels: np.ndarray,
     """The sums one boosting iteration needs, for a block of examples.
     weights: (models, features)."""
     labels = np.asarray(labels, dtype=bool)
+    models = weights.shape[0]
     margins = (x @ weights.T).T                        # (models, examples)
     example_loss, q = losses_and_weights(margins, labels, loss)
-    xt = x.T.tocsr()
-    positive = (xt @ (q * labels).T).T
-    negative = (xt @ (q * ~labels).T).T
+    # One pass of the free transpose (a CSC view) over every per-example
+    # column at once: q on positives, q on negatives, and n_i for the bound.
+    columns = np.vstack([q * labels, q * ~labels, np.asarray(x.sum(axis=1)).T])
+    sums = (x.T @ columns.T).T
+    positive, negative = sums[:models], sums[models:2 * models]
     if loss == "logistic":
-        active = np.asarray(x.sum(axis=1)).ravel()        # n_i
-        curvature = np.broadcast_to(0.25 * (xt @ active), positive.shape).copy()
+        curvature = np.broadcast_to(0.25 * sums[2 * models], positive.shape).copy()
     else:
         curvature = np.zeros_like(positive)
     return Statistics(positive, negative, curvature, example_loss.sum(axis=1), x.shape[0])
