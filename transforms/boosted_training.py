@@ -109,7 +109,7 @@ def evaluate(state, holdout_blocks: List[ExampleBlock], l1_values, loss) -> List
 
 
 def weight_records(state, l1_values, names):
-    """Non-zero weights with readable feature names, largest first."""
+    """Non-zero weights with readable feature names (the writer sorts them)."""
     for model, l1 in enumerate(l1_values):
         weights = state.weights[model]
         for index in np.flatnonzero(weights):
