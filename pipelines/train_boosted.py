@@ -50,7 +50,12 @@ from transforms.write import WriteJsonLines, WriteSortedJsonLines
 # What a store build writes (and replaces on --rebuild_store); nothing else in
 # the directory is touched.
 STORE_FILES = (("examples-*.parquet",), ("vocabulary", "*.tsv"),
-               ("knowledge_model", "params", "*.jsonl"), ("dead_letter", "*.jsonl"))
+               ("knowledge_model", "params", "*.jsonl"), ("dead_letter", "*.jsonl"),
+               ("store.json",))
+# Options baked into a store: reusing it with other values would silently
+# train on the old split or features.
+STORE_SETTINGS = ("seed", "holdout_fraction", "min_feature_count", "problem_number_range",
+                  "max_attempts_per_student", "column_mapping")
 
 
 class BoostedOptions(ProblemLogOptions):
@@ -92,6 +97,21 @@ def parse_l1(text: str):
     if not values or any(value < 0 for value in values):
         raise UsageError(f"--l1 {text!r} needs one or more values >= 0")
     return values
+
+
+def store_settings(options) -> dict:
+    return {name: getattr(options, name) for name in STORE_SETTINGS}
+
+
+def check_store_settings(store: str, options) -> None:
+    with FileSystems.open(output_path(store, "store.json")) as handle:
+        built_with = json.loads(handle.read().decode("utf-8"))["settings"]
+    different = {name: value for name, value in store_settings(options).items()
+                 if built_with.get(name) != value}
+    if different:
+        name = sorted(different)[0]
+        raise UsageError(f"--store {store!r} was built with --{name} {built_with.get(name)!r}, "
+                         f"not {different[name]!r}; pass the same value or --rebuild_store")
 
 
 def store_exists(store: str) -> bool:
@@ -140,6 +160,9 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
     result.wait_until_finish()
     counts = summarize(counter_values(result))
     counts["sparse_examples"] = counter_values(result).get("sparse_examples", 0)
+    with FileSystems.create(output_path(store, "store.json")) as handle:
+        handle.write(json.dumps({"input": options.input, "settings": store_settings(options),
+                                 "counts": counts}, indent=2).encode("utf-8"))
     return counts
 
 
@@ -211,6 +234,8 @@ def run(argv=None) -> dict:
         raise UsageError(f"--output {options.output!r} already holds a trained model; "
                          "pass --overwrite to replace it")
     built = options.rebuild_store or not store_exists(store)
+    if not built:
+        check_store_settings(store, options)
     store_build = build_store(argv, options, store) if built else None
     models = train(argv, options, store, templates, l1_values)
     summary = {

@@ -167,3 +167,6 @@ def test_bad_templates_are_a_clear_error(trained, tmp_path):
         run(["--store", trained.store, "--output", str(tmp_path), "--templates", "nope"])
     with pytest.raises(UsageError, match="--l1"):
         run(["--store", trained.store, "--output", str(tmp_path), "--l1", "-1"])
+    # The store's holdout split was made with seed 0: another seed needs a rebuild.
+    with pytest.raises(UsageError, match="--seed 0"):
+        run(["--store", trained.store, "--output", str(tmp_path), "--seed", "7"])
