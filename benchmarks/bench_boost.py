@@ -55,7 +55,6 @@ import pstats
 import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -66,7 +65,8 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-RESULT_MARK = "BENCH_RESULT "
+from benchmarks.child_process import report, run_child, source_stamps  # noqa: E402
+
 TARGET_PER_CORE = 10e6        # features/s per core through Beam (issue 4)
 SIBYL_PER_CORE = (2.2e6, 3.3e6)
 LOSS = "logistic"
@@ -133,12 +133,6 @@ def cpu_seconds():
     own, children = (resource.getrusage(who) for who in
                      (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def report(result):
-    result["self_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    result["children_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(RESULT_MARK + json.dumps(result), flush=True)
 
 
 def kernel_child(data, block, iterations, reference_iterations, reference_out):
@@ -284,62 +278,12 @@ def beam_child(data, block, iterations, beam_args, state_out, source, block_dir,
 
 # ------------------------------------------------------------------ parent
 
-def tree_rss_kib(root):
-    """Sum of RSS over `root` and its descendants, from /proc (Linux)."""
-    parent_of, rss = {}, {}
-    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parent_of[int(entry)], rss[int(entry)] = int(fields[1]), int(fields[21]) * page_kib
-    total = 0
-    for pid, kib in rss.items():
-        ancestor = pid
-        while ancestor not in (root, 0, 1) and ancestor in parent_of:
-            ancestor = parent_of[ancestor]
-        total += kib if ancestor == root else 0
-    return total
-
-
-def run_child(label, spec, workdir):
-    """Runs this file in child mode with `spec` (a JSON-able dict); returns its
-    result dict plus wall seconds and peak memory (MiB)."""
-    log_path = os.path.join(workdir, f"{label}.log")
-    # One thread per process for any BLAS/OpenMP, so "per core" means one core.
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
-    with open(log_path, "w") as log:
-        started = time.monotonic()
-        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child",
-                                  json.dumps(spec)],
-                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        tree_peak, done = [0], threading.Event()
-
-        def sample():
-            while not done.wait(0.25):
-                try:
-                    tree_peak[0] = max(tree_peak[0], tree_rss_kib(child.pid))
-                except OSError:
-                    pass
-        sampler = threading.Thread(target=sample, daemon=True)
-        if os.path.isdir("/proc"):
-            sampler.start()
-        returncode = child.wait()
-        wall = time.monotonic() - started
-        done.set()
-    with open(log_path) as log:
-        text = log.read()
-    marks = [line for line in text.splitlines() if line.startswith(RESULT_MARK)]
-    if returncode or not marks:
-        sys.exit(f"{label} failed (exit {returncode}); last output:\n{text[-3000:]}")
-    result = json.loads(marks[-1][len(RESULT_MARK):])
-    result.update(wall=wall, self_mib=result["self_kib"] / 1024,
-                  children_mib=result["children_kib"] / 1024, tree_mib=tree_peak[0] / 1024)
-    return result
+def run_variant(label, spec, workdir):
+    """This file in child mode with `spec` (a JSON-able dict), one BLAS/OpenMP
+    thread per process so that "per core" means one core."""
+    return run_child(__file__, label, [json.dumps(spec)], workdir, sample_seconds=0.25,
+                     env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                          "MKL_NUM_THREADS": "1"})
 
 
 def cores_of(beam_args):
@@ -363,12 +307,6 @@ def agreement(state_path, reference_path, iterations):
     return (f"{'OK' if close else 'FAIL'}: max |w beam - w in-memory| = {diff:.3g}, "
             f"max relative objective difference {objective:.3g} "
             f"(allclose rtol={RTOL:g} atol={ATOL:g})")
-
-
-def source_stamps():
-    paths = [p for folder in ("models", "transforms")
-             for p in glob.glob(os.path.join(REPO, folder, "*.py"))]
-    return {path: os.stat(path).st_mtime_ns for path in paths}
 
 
 def main():
@@ -412,7 +350,7 @@ def main():
             block_dir = os.path.join(workdir, "blocks")
             write_block_files(data, args.block, block_dir)
         reference = os.path.join(workdir, "reference.npz")
-        kernel = run_child("kernel", dict(common, mode="kernel", iterations=n,
+        kernel = run_variant("kernel", dict(common, mode="kernel", iterations=n,
                                           reference_iterations=[n, longer],
                                           reference_out=reference), workdir)
         print(f"numpy kernel done in {kernel['wall']:.1f} s", flush=True)
@@ -422,7 +360,7 @@ def main():
                 pair = {}
                 for count in (n, longer):
                     out = os.path.join(workdir, f"state_{source}_{index}_{count}.npz")
-                    pair[count] = run_child(f"beam_{source}_{index}_{count}", dict(
+                    pair[count] = run_variant(f"beam_{source}_{index}_{count}", dict(
                         common, mode="beam", iterations=count, beam_args=beam_args,
                         state_out=out, source=source, block_dir=block_dir), workdir)
                     pair[count]["agreement"] = agreement(out, reference, count)
@@ -432,7 +370,7 @@ def main():
         profile_text = None
         if args.profile:
             profile_out = os.path.join(workdir, "profile.txt")
-            run_child("profile", dict(common, mode="beam", iterations=longer, beam_args=[],
+            run_variant("profile", dict(common, mode="beam", iterations=longer, beam_args=[],
                                       state_out=os.path.join(workdir, "state_profile.npz"),
                                       source=sources[0], block_dir=block_dir,
                                       profile_out=profile_out), workdir)

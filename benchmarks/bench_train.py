@@ -23,19 +23,18 @@ import glob
 import json
 import os
 import re
-import resource
 import runpy
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.child_process import report, run_child, source_stamps  # noqa: E402
 from models.exercise_model import FitSettings  # noqa: E402  (needs REPO on sys.path)
 
 # The pipeline's defaults, passed to it explicitly so both variants match.
@@ -50,24 +49,17 @@ PIPELINE_SETTINGS = [f"--seed={SEED}", f"--num_random_features={DIM}",
                      f"--max_iterations={MAX_ITERATIONS}",
                      f"--max_attempts_per_student={MAX_ATTEMPTS}",
                      f"--replay_batch_size={REPLAY_BATCH}"]
-RUSAGE_MARK = "BENCH_RUSAGE "
 TOLERANCE = 1e-6
 TARGET_RATIO = 0.5
 
 
 # ---------------------------------------------------------------- children
 
-def print_rusage():
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(RUSAGE_MARK + json.dumps({"self_kib": own, "children_kib": children}), flush=True)
-
-
 def beam_child(argv):
     """Exactly `python -m pipelines.train_knowledge_model ARGV`, then rusage."""
     sys.argv = ["train_knowledge_model"] + argv
     runpy.run_module("pipelines.train_knowledge_model", run_name="__main__", alter_sys=True)
-    print_rusage()
+    report({})
 
 
 def plain_child(input_glob, output):
@@ -122,64 +114,10 @@ def plain_child(input_glob, output):
             outcome, record = fit_exercise(exercise, sample, len(rows), settings)
             if outcome == "fitted":
                 out.write(json.dumps({"exercise": exercise, "theta": record["theta"]}) + "\n")
-    print_rusage()
+    report({})
 
 
 # ------------------------------------------------------------------ parent
-
-def tree_rss_kib(root):
-    """Sum of RSS over `root` and its descendants, from /proc (Linux)."""
-    parent_of, rss = {}, {}
-    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parent_of[int(entry)], rss[int(entry)] = int(fields[1]), int(fields[21]) * page_kib
-    total = 0
-    for pid, kib in rss.items():
-        ancestor = pid
-        while ancestor not in (root, 0, 1) and ancestor in parent_of:
-            ancestor = parent_of[ancestor]
-        total += kib if ancestor == root else 0
-    return total
-
-
-def run_child(label, args, workdir):
-    """Runs this file in child mode; returns wall seconds and peak memory (MiB)."""
-    log_path = os.path.join(workdir, f"{label}.log")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [REPO, os.environ.get("PYTHONPATH")])))
-    with open(log_path, "w") as log:
-        started = time.monotonic()
-        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child"] + args,
-                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        tree_peak, done = [0], threading.Event()
-
-        def sample():
-            while not done.wait(0.5):
-                try:
-                    tree_peak[0] = max(tree_peak[0], tree_rss_kib(child.pid))
-                except OSError:
-                    pass
-        sampler = threading.Thread(target=sample, daemon=True)
-        if os.path.isdir("/proc"):
-            sampler.start()
-        returncode = child.wait()
-        seconds = time.monotonic() - started
-        done.set()
-    with open(log_path) as log:
-        text = log.read()
-    marks = [line for line in text.splitlines() if line.startswith(RUSAGE_MARK)]
-    if returncode or not marks:
-        sys.exit(f"{label} failed (exit {returncode}); last output:\n{text[-3000:]}")
-    usage = json.loads(marks[-1][len(RUSAGE_MARK):])
-    return {"seconds": seconds, "self_mib": usage["self_kib"] / 1024,
-            "children_mib": usage["children_kib"] / 1024, "tree_mib": tree_peak[0] / 1024}
-
 
 def generate(logs, shards, seed, directory):
     """Writes ~`logs` ProblemLogs as Avro; returns (glob, logs, students, files)."""
@@ -204,7 +142,7 @@ def generate(logs, shards, seed, directory):
 
 
 def run_beam(input_glob, output, beam_args, workdir, label="beam"):
-    result = run_child(label, ["beam", "--input", input_glob, "--output", output,
+    result = run_child(__file__, label, ["beam", "--input", input_glob, "--output", output,
                                "--overwrite"] + PIPELINE_SETTINGS + beam_args, workdir)
     with open(os.path.join(output, "run_summary.json")) as handle:
         result["inner_seconds"] = json.load(handle)["wall_time_seconds"]
@@ -232,14 +170,6 @@ def compare(beam_params, plain_params):
             + ("" if ok else f", worst exercise {worst!r}"))
 
 
-def source_stamps():
-    """Modification times of the project's Python sources: both variants must
-    run the same code for their results to be comparable."""
-    paths = [p for folder in ("models", "transforms", "pipelines")
-             for p in glob.glob(os.path.join(REPO, folder, "*.py"))]
-    return {path: os.stat(path).st_mtime_ns for path in paths}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logs", type=int, default=1_000_000)
@@ -260,10 +190,10 @@ def main():
         print(f"generated {logs:,} ProblemLogs in {time.monotonic() - started:.1f} s", flush=True)
         stamps = source_stamps()
         beam = run_beam(pattern, os.path.join(workdir, "beam_out"), beam_args, workdir)
-        print(f"beam done in {beam['seconds']:.1f} s", flush=True)
+        print(f"beam done in {beam['wall']:.1f} s", flush=True)
         plain_params = os.path.join(workdir, "plain_params.jsonl")
-        plain = run_child("plain", ["plain", pattern, plain_params], workdir)
-        print(f"plain done in {plain['seconds']:.1f} s\n", flush=True)
+        plain = run_child(__file__, "plain", ["plain", pattern, plain_params], workdir)
+        print(f"plain done in {plain['wall']:.1f} s\n", flush=True)
         agreement = compare(os.path.join(workdir, "beam_out", "params", "params.jsonl"),
                             plain_params)
 
@@ -273,11 +203,11 @@ def main():
                   f"{'(self':>8}{'+ child)':>10}{'tree peak':>11}")
         print(header + "\n" + "-" * len(header))
         for name, result in (("beam", beam), ("plain", plain)):
-            print(f"{name:<8}{result['seconds']:>9.1f}{logs / result['seconds']:>15,.0f}"
+            print(f"{name:<8}{result['wall']:>9.1f}{logs / result['wall']:>15,.0f}"
                   f"{result['self_mib'] + result['children_mib']:>14,.0f}"
                   f"{result['self_mib']:>8,.0f}{result['children_mib']:>10,.0f}"
                   f"{result['tree_mib']:>11,.0f}")
-        ratio = plain["seconds"] / beam["seconds"]
+        ratio = plain["wall"] / beam["wall"]
         print(f"(beam run() wall_time_seconds inside the child: {beam['inner_seconds']:.1f} s; "
               "seconds above are child wall clock incl. start-up)")
         print(f"throughput ratio beam/plain: {ratio:.2f}   target >= {TARGET_RATIO}: "
@@ -302,7 +232,7 @@ def main():
                     result = run_beam(glob_, os.path.join(workdir, f"beam_out_{size}"),
                                       beam_args, workdir, label=f"beam_{size}")
                 peak = result["self_mib"] + result["children_mib"]
-                print(f"{count:>11,}{people:>10,}{result['seconds']:>9.1f}{peak:>14,.0f}"
+                print(f"{count:>11,}{people:>10,}{result['wall']:>9.1f}{peak:>14,.0f}"
                       f"{result['tree_mib']:>11,.0f}{peak / people * 1000:>17.2f}", flush=True)
     finally:
         if not args.workdir:
