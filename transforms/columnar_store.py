@@ -61,11 +61,12 @@ def sparse_examples(students: Sequence, templates: Sequence[str], seed: int,
     lengths: Dict[str, List[int]] = {template: [] for template in templates}
     labels, users = [], []
     for logs in students:
+        student = user_hash(logs[0].user) if logs else 0
         for log, features in zip(logs, student_features(logs, templates)):
             if log.problem_number < low or (high is not None and log.problem_number >= high):
                 continue
             labels.append(log.correct)
-            users.append(user_hash(log.user))
+            users.append(student)
             for template in templates:
                 values, index, out = features[template], local[template], ids[template]
                 for value in values:
@@ -164,21 +165,23 @@ class Vocabularies(beam.PTransform):
 
     def expand(self, blocks):
         min_count, directory = self.min_count, self.directory
-        counts = (blocks
-                  | "CountValues" >> beam.FlatMap(value_counts)
-                  | "SumCounts" >> beam.CombinePerKey(_SumCounts()))
-        _ = counts | "WriteVocabulary" >> beam.Map(_write_vocabulary, directory, min_count)
-        return (counts
-                | "Vocabulary" >> beam.MapTuple(
-                    lambda template, totals: (template, vocabulary(totals, min_count)))
+        vocabularies = (blocks
+                        | "CountValues" >> beam.FlatMap(value_counts)
+                        | "SumCounts" >> beam.CombinePerKey(_SumCounts())
+                        | "Vocabulary" >> beam.MapTuple(
+                            lambda template, totals: (template, totals,
+                                                      vocabulary(totals, min_count))))
+        _ = vocabularies | "WriteVocabulary" >> beam.Map(_write_vocabulary, directory)
+        return (vocabularies
+                | "Values" >> beam.MapTuple(lambda template, _, values: (template, values))
                 | "AsDict" >> beam.combiners.ToDict())
 
 
-def _write_vocabulary(element, directory, min_count):
-    template, totals = element
+def _write_vocabulary(element, directory):
+    template, totals, values = element
     path = FileSystems.join(directory, f"{template}.tsv")
     with FileSystems.create(path) as handle:
-        for index, value in enumerate(vocabulary(totals, min_count)):
+        for index, value in enumerate(values):
             handle.write(f"{index}\t{json.dumps(value)}\t{totals[value]}\n".encode("utf-8"))
 
 
