@@ -65,7 +65,8 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from benchmarks.child_process import report, run_child, source_stamps  # noqa: E402
+from benchmarks.child_process import (report, run_child, source_stamps,  # noqa: E402
+                                      warn_if_sources_changed)
 
 TARGET_PER_CORE = 10e6        # features/s per core through Beam (issue 4)
 SIBYL_PER_CORE = (2.2e6, 3.3e6)
@@ -450,11 +451,7 @@ def main():
                   + (f", marginal {marginal / 1e6:.1f} M/s/core "
                      f"{'PASS' if marginal >= TARGET_PER_CORE else 'FAIL'}"
                      if marginal else ""))
-        changed = sorted(os.path.relpath(p, REPO) for p, t in source_stamps().items()
-                         if stamps.get(p) != t)
-        if changed:
-            print(f"WARNING: sources changed while the variants ran: {', '.join(changed)}; "
-                  "the comparison may mix two versions of the code")
+        warn_if_sources_changed(stamps)
         if profile_text:
             print(f"\ncProfile of the in-process Beam run, source {sources[0]}, x{longer}:")
             print(profile_text)

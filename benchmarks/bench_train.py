@@ -34,7 +34,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks.child_process import report, run_child, source_stamps  # noqa: E402
+from benchmarks.child_process import (report, run_child, source_stamps,  # noqa: E402
+                                      warn_if_sources_changed)
 from models.exercise_model import FitSettings  # noqa: E402  (needs REPO on sys.path)
 
 # The pipeline's defaults, passed to it explicitly so both variants match.
@@ -213,11 +214,7 @@ def main():
         print(f"throughput ratio beam/plain: {ratio:.2f}   target >= {TARGET_RATIO}: "
               f"{'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")
         print(f"agreement: {agreement}")
-        changed = sorted(os.path.relpath(p, REPO) for p, t in source_stamps().items()
-                         if stamps.get(p) != t)
-        if changed:
-            print(f"WARNING: sources changed while the variants ran: {', '.join(changed)}; "
-                  "the comparison may mix two versions of the code")
+        warn_if_sources_changed(stamps)
 
         if sizes:
             print("\npipeline peak memory by input size:")

@@ -89,3 +89,12 @@ def source_stamps(folders=("models", "transforms", "pipelines")) -> dict:
     each other must have run the same code."""
     paths = [path for folder in folders for path in glob.glob(os.path.join(REPO, folder, "*.py"))]
     return {path: os.stat(path).st_mtime_ns for path in paths}
+
+
+def warn_if_sources_changed(stamps: dict) -> None:
+    """Says so when the sources changed since source_stamps() was taken."""
+    changed = sorted(os.path.relpath(path, REPO) for path, stamp in source_stamps().items()
+                     if stamps.get(path) != stamp)
+    if changed:
+        print(f"WARNING: sources changed while the variants ran: {', '.join(changed)}; "
+              "the comparison may mix two versions of the code")
