@@ -20,13 +20,13 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton
-from apache_beam.transforms.window import GlobalWindows
 
 from models.exercise_model import held_out
 from models.integerize import id_map, vocabulary
 from models.knowledge_state import user_hash
 from models.sparse_features import student_features
 from transforms.read import METRICS_NAMESPACE
+from transforms.replay import StudentBatchDoFn
 
 LABEL, HOLDOUT = "label", "holdout"
 
@@ -108,36 +108,22 @@ class _SumCounts(beam.CombineFn):
         return totals
 
 
-class _ReplayToExamples(beam.DoFn):
-    """Buffers students and turns each batch into one SparseExamples block."""
+class _ReplayToExamples(StudentBatchDoFn):
+    """Turns each batch of students into one SparseExamples block."""
 
     def __init__(self, templates, seed, holdout_fraction, problem_number_range, batch_size):
+        super().__init__(batch_size)
         self.templates = tuple(templates)
         self.seed = seed
         self.holdout_fraction = holdout_fraction
         self.problem_number_range = problem_number_range
-        self.batch_size = batch_size
         self.examples = Metrics.counter(METRICS_NAMESPACE, "sparse_examples")
 
-    def start_bundle(self):
-        self.students, self.attempts = [], 0
-
-    def process(self, element):
-        self.students.append(element[1])
-        self.attempts += len(element[1])
-        if self.attempts >= self.batch_size:
-            yield self._flush()
-
-    def finish_bundle(self):
-        if self.students:
-            yield GlobalWindows.windowed_value(self._flush())
-
-    def _flush(self):
-        block = sparse_examples(self.students, self.templates, self.seed,
+    def replay_batch(self, students):
+        block = sparse_examples(students, self.templates, self.seed,
                                 self.holdout_fraction, self.problem_number_range)
-        self.students, self.attempts = [], 0
         self.examples.inc(len(block))
-        return block
+        yield block
 
 
 class ReplaySparseExamples(beam.PTransform):

@@ -11,48 +11,67 @@ from transforms.read import METRICS_NAMESPACE
 ROWS, COMPONENT_KEYS = "rows", "component_keys"
 
 
-class _ReplayBatches(beam.DoFn):
-    """Buffers whole students until about `batch_size` attempts, then replays
-    them together with numpy and emits one (exercise, TrainingRows) block per
-    exercise: per-element Beam overhead is paid per block, not per attempt.
-    Also emits the random-component keys each bundle used (a retried bundle
-    emits them again; duplicates are removed downstream)."""
+class StudentBatchDoFn(beam.DoFn):
+    """Buffers whole sessionized students, (user, logs), until about
+    `batch_size` attempts and hands them to replay_batch() together, so the
+    replay runs over numpy blocks and Beam's per-element cost is paid per
+    block, not per attempt."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+
+    def replay_batch(self, students):
+        """Outputs for a list of students' logs (subclasses). Not named
+        process_batch: Beam reserves that name for batched DoFns."""
+        raise NotImplementedError
+
+    def start_bundle(self):
+        self.students, self.attempts = [], 0
+
+    def process(self, element):
+        self.students.append(element[1])
+        self.attempts += len(element[1])
+        if self.attempts >= self.batch_size:
+            yield from self._drain(lambda value: value)
+
+    def finish_bundle(self):
+        yield from self._drain(GlobalWindows.windowed_value)
+
+    def _drain(self, wrap):
+        if self.students:
+            students, self.students, self.attempts = self.students, [], 0
+            for output in self.replay_batch(students):
+                yield wrap(output)
+
+
+class _ReplayBatches(StudentBatchDoFn):
+    """Replays each batch and emits one (exercise, TrainingRows) block per
+    exercise. Also emits the random-component keys each bundle used (a retried
+    bundle emits them again; duplicates are removed downstream)."""
 
     def __init__(self, seed, num_random_features, problem_number_range, batch_size):
+        super().__init__(batch_size)
         self.seed = seed
         self.num_random_features = num_random_features
         self.problem_number_range = problem_number_range
-        self.batch_size = batch_size
         self.rows_emitted = Metrics.counter(METRICS_NAMESPACE, "rows_emitted")
 
     def setup(self):
         self.components = ComponentCache(self.seed, self.num_random_features)
 
     def start_bundle(self):
-        self.students = []
-        self.attempts = 0
+        super().start_bundle()
         self.components.used.clear()
 
-    def process(self, element):
-        _, logs = element
-        self.students.append(logs)
-        self.attempts += len(logs)
-        if self.attempts >= self.batch_size:
-            yield from self._flush(lambda value: value)
-
     def finish_bundle(self):
-        yield from self._flush(GlobalWindows.windowed_value)
+        yield from super().finish_bundle()
         for key in sorted(self.components.used):
             yield pvalue.TaggedOutput(COMPONENT_KEYS, GlobalWindows.windowed_value(key))
 
-    def _flush(self, wrap):
-        if not self.students:
-            return
-        rows = replay_students(self.students, self.components, self.problem_number_range)
-        self.students, self.attempts = [], 0
+    def replay_batch(self, students):
+        rows = replay_students(students, self.components, self.problem_number_range)
         self.rows_emitted.inc(len(rows))
-        for exercise, block in rows.split_by_exercise():
-            yield wrap((exercise, block))
+        return rows.split_by_exercise()
 
 
 class ReplayKnowledgeState(beam.PTransform):
