@@ -6,8 +6,10 @@ share live here, each pipeline's own flags in its module.
 """
 
 import argparse
+import datetime
 import logging
 import sys
+from typing import Optional, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -32,7 +34,9 @@ class ProblemLogOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("input and output")
         group.add_argument("--input", default="",
-                           help="File glob of ProblemLogs (e.g. 'logs/*.avro').")
+                           help="ProblemLogs: a file glob (e.g. 'logs/*.avro', "
+                                "'gs://bucket/export/*.avro') or a BigQuery table "
+                                "'bq://project.dataset.table'.")
         group.add_argument("--output", default="",
                            help="Output directory (local path or gs://...). Required.")
         group.add_argument("--input_format", default="auto", choices=("auto",) + FORMATS,
@@ -58,6 +62,40 @@ class ProblemLogOptions(PipelineOptions):
         group.add_argument("--overwrite", action="store_true",
                            help="Replace the outputs of an earlier run in --output; "
                                 "without it such outputs are an error.")
+        group = parser.add_argument_group(
+            "BigQuery input",
+            "A table is read with the Storage Read API: only the needed columns, and the "
+            "date window as a row restriction. Instead of --input bq://... the table may "
+            "be given as --bq_project/--bq_dataset/--bq_table.")
+        group.add_argument("--bq_project", default="", help="Project of the ProblemLog table.")
+        group.add_argument("--bq_dataset", default="", help="Dataset of the ProblemLog table.")
+        group.add_argument("--bq_table", default="", help="ProblemLog table name.")
+        group.add_argument("--input_query", default="",
+                           help="Standard SQL returning ProblemLog columns (names after "
+                                "--column_mapping), for custom schemas; read by exporting "
+                                "its result. Its time column must be a TIMESTAMP for a "
+                                "date window.")
+        group.add_argument("--bq_temp_dataset", default="",
+                           help="'project.dataset' for --input_query's temporary result "
+                                "table (the job's service account needs to create tables "
+                                "there). Required with --input_query.")
+        group = parser.add_argument_group(
+            "date window",
+            "Which days of ProblemLogs to read, by time_done in UTC. For files the window "
+            "filters records (counted as records_outside_window); for BigQuery it is "
+            "pushed into the read.")
+        group.add_argument("--start_date", default="",
+                           help="First day read, YYYY-MM-DD (default: no lower bound).")
+        group.add_argument("--end_date", default="",
+                           help="Last day read, inclusive, YYYY-MM-DD (default: no upper "
+                                "bound).")
+        group.add_argument("--window_days", type=int, default=0,
+                           help="Read the K whole days before --run_date; instead of "
+                                "--start_date/--end_date, so a nightly job with fixed "
+                                "parameters reads the right days.")
+        group.add_argument("--run_date", default="",
+                           help="YYYY-MM-DD that --window_days counts back from (default: "
+                                "today in UTC); set it to re-run or backfill a given night.")
 
 
 def parse_problem_number_range(text: str):
@@ -71,6 +109,35 @@ def parse_problem_number_range(text: str):
     if low < 1 or high <= low:
         raise ValueError(f"--problem_number_range {text!r} needs 1 <= LO < HI")
     return low, high
+
+
+def _date(text: str, option: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is not a date YYYY-MM-DD") from None
+
+
+def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime.date],
+                                                               Optional[datetime.date]]:
+    """(first day, day after the last) from the window options; None = open."""
+    if options.window_days:
+        if options.start_date or options.end_date:
+            raise ValueError("--window_days counts back from --run_date; do not combine it "
+                             "with --start_date/--end_date")
+        if options.window_days < 0:
+            raise ValueError(f"--window_days must be positive, got {options.window_days}")
+        run_date = (_date(options.run_date, "--run_date") if options.run_date else
+                    today or datetime.datetime.now(datetime.timezone.utc).date())
+        return run_date - datetime.timedelta(days=options.window_days), run_date
+    if options.run_date:
+        raise ValueError("--run_date only sets where --window_days counts back from")
+    start = _date(options.start_date, "--start_date") if options.start_date else None
+    end = _date(options.end_date, "--end_date") if options.end_date else None
+    if start and end and end < start:
+        raise ValueError(f"--end_date {options.end_date} is before --start_date "
+                         f"{options.start_date}")
+    return start, end + datetime.timedelta(days=1) if end else None
 
 
 def output_path(output: str, *parts: str) -> str:

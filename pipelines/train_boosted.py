@@ -32,15 +32,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.boosting import LOSSES
 from models.exercise_model import FitSettings
-from models.problem_log import parse_column_mapping
 from models.sparse_features import TEMPLATES, parse_templates
+from pipelines.input_source import problem_log_source
 from pipelines.options import (ProblemLogOptions, UsageError, command_line, output_path,
                                parse_problem_number_range)
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
 from transforms.fit import FitPerExercise
-from transforms.read import DEAD_LETTER, ReadProblemLogs, detect_format
+from transforms.read import DEAD_LETTER
 from transforms.replay import ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, summarize
 from transforms.sessionize import SessionizeByStudent
@@ -55,7 +55,8 @@ STORE_FILES = (("examples-*.parquet",), ("vocabulary", "*.tsv"),
 # Options baked into a store: reusing it with other values would silently
 # train on the old split or features.
 STORE_SETTINGS = ("seed", "holdout_fraction", "min_feature_count", "problem_number_range",
-                  "max_attempts_per_student", "column_mapping")
+                  "max_attempts_per_student", "column_mapping", "start_date", "end_date",
+                  "window_days", "run_date")
 
 
 class BoostedOptions(ProblemLogOptions):
@@ -121,14 +122,10 @@ def store_exists(store: str) -> bool:
 def build_store(argv, options: BoostedOptions, store: str) -> dict:
     """Pipeline 1: logs -> vocabularies, Parquet examples, knowledge-model
     params. Returns the run's counts (records read, dead-lettered by reason...)."""
-    if not options.input:
+    if not (options.input or options.input_query or options.bq_table):
         raise UsageError(f"--store {store!r} holds no columnar store; pass --input to build it")
-    if not FileSystems.match([options.input])[0].metadata_list:
-        raise UsageError(f"--input {options.input!r} matches no files")
     try:
-        file_format = (detect_format(options.input) if options.input_format == "auto"
-                       else options.input_format)
-        mapping = parse_column_mapping(options.column_mapping)
+        source = problem_log_source(options)
         number_range = parse_problem_number_range(options.problem_number_range)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -139,7 +136,7 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
         FileSystems.delete(stale)
 
     pipeline = beam.Pipeline(options=PipelineOptions(argv))
-    logs = pipeline | "ReadProblemLogs" >> ReadProblemLogs(options.input, file_format, mapping)
+    logs = pipeline | "ReadProblemLogs" >> source.read
     students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
         options.max_attempts_per_student)
     examples = students.students | "ReplaySparse" >> ReplaySparseExamples(
@@ -161,7 +158,7 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
     counts = summarize(counter_values(result))
     counts["sparse_examples"] = counter_values(result).get("sparse_examples", 0)
     with FileSystems.create(output_path(store, "store.json")) as handle:
-        handle.write(json.dumps({"input": options.input, "settings": store_settings(options),
+        handle.write(json.dumps({"input": source.description, "settings": store_settings(options),
                                  "counts": counts}, indent=2).encode("utf-8"))
     return counts
 

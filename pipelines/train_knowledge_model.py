@@ -17,27 +17,32 @@ Runs on the DirectRunner by default; any Beam runner option is accepted
 
 import datetime
 import json
-import os
+import re
 import time
+import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.exercise_model import FitSettings
+from models.param_store import Registry
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
-from models.problem_log import parse_column_mapping
+from pipelines.input_source import problem_log_source
 from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, command_line,
                                output_path, parse_problem_number_range)
+from transforms.datastore_sink import WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
-from transforms.read import DEAD_LETTER, ReadProblemLogs, detect_format
+from transforms.read import DEAD_LETTER
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
 from transforms.sessionize import SessionizeByStudent
-from transforms.write import (TrainingRowRecords, WriteComponents, WriteJsonLines,
-                              WriteSortedJsonLines)
+from transforms.write import (ComponentRecords, TrainingRowRecords, WriteJsonLines,
+                              WriteSortedJsonLines, component_sort_key)
 
-OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter")
+OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter", "datastore")
+PARAMS_SINKS = ("files", "datastore")
+MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SUMMARY = "run_summary.json"
 
 
@@ -73,25 +78,27 @@ class KnowledgeModelOptions(ProblemLogOptions):
                                 "lines under this directory.")
         group.add_argument("--replay_batch_size", type=int, default=20000,
                            help="Attempts replayed together in one numpy batch.")
+        group = parser.add_argument_group("parameter store")
+        group.add_argument("--params_sink", choices=PARAMS_SINKS, default="files",
+                           help="'files': parameters only under --output. 'datastore': "
+                                "also write them to Datastore as --model_version and make "
+                                "that the active version once every entity is written.")
+        group.add_argument("--datastore_project", default="",
+                           help="Google Cloud project of the Datastore (Firestore in "
+                                "Datastore mode) database; required with "
+                                "--params_sink datastore.")
+        group.add_argument("--datastore_namespace", default="",
+                           help="Datastore namespace for the model versions; default: "
+                                "the default namespace.")
 
 
 def validate(options) -> dict:
     """Check options before building anything; returns derived settings.
     Raises ValueError naming the option."""
-    for name in ("input", "output"):
-        if not getattr(options, name):
-            raise ValueError(f"--{name} is required")
-    matched = [metadata.path for metadata in FileSystems.match([options.input])[0].metadata_list]
-    if not matched:
-        raise ValueError(f"--input {options.input!r} matches no files")
-    directories = [path for path in matched if os.path.isdir(path)]
-    if directories:
-        raise ValueError(f"--input {options.input!r} matches the directory {directories[0]!r}; "
-                         f"name the files, e.g. '{directories[0].rstrip('/')}/*.avro'")
+    if not options.output:
+        raise ValueError("--output is required")
     settings = {
-        "file_format": (detect_format(options.input) if options.input_format == "auto"
-                        else options.input_format),
-        "column_mapping": parse_column_mapping(options.column_mapping),
+        "source": problem_log_source(options),
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
     positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
@@ -105,8 +112,22 @@ def validate(options) -> dict:
         raise ValueError(f"--l2 must be >= 0, got {options.l2}")
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
+    if not MODEL_VERSION_PATTERN.fullmatch(settings["model_version"]):
+        raise ValueError(f"--model_version {options.model_version!r} must be 1-100 letters, "
+                         f"digits, '.', '_' or '-', starting with a letter or digit")
     settings["trained_at"] = now.isoformat().replace("+00:00", "Z")
+    settings["run_id"] = uuid.uuid4().hex
+    if options.params_sink == "datastore" and not options.datastore_project:
+        raise ValueError("--datastore_project is required with --params_sink datastore")
     return settings
+
+
+def check_version_is_not_active(options, settings) -> None:
+    """Rewriting the version serving reads would change it under its feet."""
+    active = Registry(options.datastore_project, options.datastore_namespace).active_version()
+    if active == settings["model_version"]:
+        raise UsageError(f"--model_version {active!r} is the active version in Datastore; "
+                         f"train under a new version (or activate another one first)")
 
 
 def previous_outputs(options) -> list:
@@ -130,8 +151,7 @@ def build(pipeline, options, settings: dict) -> None:
         num_random_features=options.num_random_features,
         model_version=settings["model_version"], trained_at=settings["trained_at"])
 
-    logs = pipeline | "ReadProblemLogs" >> ReadProblemLogs(
-        options.input, settings["file_format"], settings["column_mapping"])
+    logs = pipeline | "ReadProblemLogs" >> settings["source"].read
     students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
         options.max_attempts_per_student)
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
@@ -144,9 +164,17 @@ def build(pipeline, options, settings: dict) -> None:
     _ = fits[SKIPPED] | "WriteSkipped" >> WriteSortedJsonLines(
         output_path(output, "skipped_exercises", "skipped_exercises"),
         lambda record: record["exercise"])
-    _ = replayed[COMPONENT_KEYS] | "WriteComponents" >> WriteComponents(
-        output_path(output, "components", "components"), options.seed,
-        options.num_random_features)
+    components = replayed[COMPONENT_KEYS] | "ComponentRecords" >> ComponentRecords(
+        options.seed, options.num_random_features)
+    _ = components | "WriteComponents" >> WriteSortedJsonLines(
+        output_path(output, "components", "components"), component_sort_key)
+    if options.params_sink == "datastore":
+        _ = ({"params": fits.fitted, "components": components}
+             | "WriteModelVersion" >> WriteModelVersion(
+                 options.datastore_project, options.datastore_namespace,
+                 settings["model_version"], version_header(options, settings))
+             | "WriteDatastoreVersion" >> WriteJsonLines(
+                 output_path(output, "datastore", "model_version")))
     _ = ((logs[DEAD_LETTER], students[DEAD_LETTER])
          | "AllDeadLetters" >> beam.Flatten()
          | "WriteDeadLetter" >> WriteJsonLines(output_path(output, "dead_letter", "dead_letter")))
@@ -156,6 +184,29 @@ def build(pipeline, options, settings: dict) -> None:
                  TrainingRowRecords(options.seed, options.num_random_features))
              | "WriteTrainingRows" >> WriteJsonLines(
                  output_path(options.training_rows_output, "training_rows")))
+
+
+def datastore_failure_message(options, settings, error) -> str:
+    """Why the run failed, and that serving was not touched (checked, not assumed)."""
+    cause = str(error).strip().splitlines()
+    cause = next((line for line in reversed(cause) if "DatastoreWriteError" in line),
+                 cause[-1] if cause else type(error).__name__)
+    try:
+        active = repr(Registry(options.datastore_project,
+                               options.datastore_namespace).active_version())
+    except Exception:  # pylint: disable=broad-except  (Datastore may be what failed)
+        active = "unchanged (Datastore could not be read to confirm)"
+    return (f"the run failed, so model version {settings['model_version']!r} was not "
+            f"activated; the active version is {active}. Cause: {cause}")
+
+
+def version_header(options, settings) -> dict:
+    """What the Datastore version entity records besides its counts."""
+    return {"run_id": settings["run_id"], "trained_at": settings["trained_at"],
+            "seed": options.seed, "num_random_features": options.num_random_features,
+            "problem_number_range": options.problem_number_range,
+            "feature_names": feature_names(options.num_random_features),
+            "input": settings["source"].description}
 
 
 class NothingTrained(JobFailed):
@@ -178,10 +229,18 @@ def run(argv=None) -> dict:
     if existing:
         FileSystems.delete(existing)
 
+    if options.params_sink == "datastore":
+        check_version_is_not_active(options, settings)
+
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as error:
+        if options.params_sink != "datastore":
+            raise
+        raise JobFailed(datastore_failure_message(options, settings, error)) from error
 
     summary = summarize(counter_values(result))
     summary["wall_time_seconds"] = round(time.monotonic() - started, 3)
@@ -193,7 +252,7 @@ def run(argv=None) -> dict:
         "problem_number_range": list(settings["problem_number_range"]),
         "feature_names": feature_names(options.num_random_features),
     }
-    summary["input"] = options.input
+    summary["input"] = settings["source"].description
     summary["outputs"] = {
         "params": output_path(options.output, "params", "params.jsonl"),
         "components": output_path(options.output, "components", "components.jsonl"),
@@ -202,6 +261,12 @@ def run(argv=None) -> dict:
         "dead_letter": output_path(options.output, "dead_letter", "dead_letter-*.jsonl"),
         "run_summary": output_path(options.output, RUN_SUMMARY),
     }
+    if options.params_sink == "datastore":
+        summary["datastore"] = {
+            "project": options.datastore_project, "namespace": options.datastore_namespace,
+            "model_version": settings["model_version"], "run_id": settings["run_id"],
+            "active_version": Registry(options.datastore_project,
+                                       options.datastore_namespace).active_version()}
     if options.training_rows_output:
         summary["outputs"]["training_rows"] = output_path(
             options.training_rows_output, "training_rows-*.jsonl")

@@ -19,6 +19,7 @@ import fastavro
 from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from models.problem_log import InvalidProblemLog, ProblemLogParser
 from transforms.dead_letter import dead_letter_record
@@ -101,61 +102,121 @@ _RECORD_READERS = {"avro": _avro_records, "parquet": _parquet_records,
                    "json": _json_records, "csv": _csv_records}
 
 
+class _Validator:
+    """Raw record -> ProblemLog, a dead-letter output, or None when it falls
+    outside the time window [start, end) (µs since the epoch; None: open)."""
+
+    def __init__(self, column_mapping, window, source_field: str):
+        self.source_field = source_field
+        self.parse = ProblemLogParser(dict(column_mapping or {}))
+        self.start, self.end = window or (None, None)
+        # Counted locally and published in bulk: a Beam counter update per
+        # record would cost about as much as parsing it.
+        self.counts = dict.fromkeys(("records_read", "records_valid", "records_outside_window"), 0)
+
+    def publish_counts(self):
+        for name, value in self.counts.items():
+            Metrics.counter(METRICS_NAMESPACE, name).inc(value)
+        self.counts = dict.fromkeys(self.counts, 0)
+
+    def __call__(self, raw, source: str):
+        self.counts["records_read"] += 1
+        try:
+            if type(raw) is _Unparsable:
+                raise InvalidProblemLog(raw.reason, raw.detail)
+            log = self.parse(raw)
+        except InvalidProblemLog as error:
+            Metrics.counter(METRICS_NAMESPACE, f"dead_letter_{error.reason}").inc()
+            record = dead_letter_record("read", error.reason, error.detail,
+                                        raw.raw if type(raw) is _Unparsable else raw)
+            record[self.source_field] = source
+            return pvalue.TaggedOutput(DEAD_LETTER, record)
+        if ((self.start is not None and log.time_done < self.start)
+                or (self.end is not None and log.time_done >= self.end)):
+            self.counts["records_outside_window"] += 1
+            return None
+        self.counts["records_valid"] += 1
+        return log
+
+
+class _UserChunks:
+    """Valid logs grouped by user, handed out every `max_buffered` logs so
+    memory stays bounded (one user may therefore appear in several chunks).
+    Plain tuples: Beam's default coder encodes them natively, a NamedTuple goes
+    through pickle one by one (7x slower)."""
+
+    def __init__(self, max_buffered: int):
+        self.max_buffered = max_buffered
+        self.by_user, self.buffered = {}, 0
+
+    def add(self, log) -> list:
+        chunk = self.by_user.get(log.user)
+        if chunk is None:
+            self.by_user[log.user] = [tuple(log)]
+        else:
+            chunk.append(tuple(log))
+        self.buffered += 1
+        return self.flush() if self.buffered >= self.max_buffered else []
+
+    def flush(self) -> list:
+        chunks = list(self.by_user.items())
+        self.by_user, self.buffered = {}, 0
+        return chunks
+
+
 class _ReadFile(beam.DoFn):
     """ReadableFile -> (user, [ProblemLog fields as a plain tuple]) chunks, plus
-    tagged dead letters.
+    tagged dead letters."""
 
-    Memory is bounded: the per-user buffer is flushed every `max_buffered`
-    valid logs, so one user may appear in several chunks."""
-
-    def __init__(self, file_format: str, column_mapping, max_buffered: int):
+    def __init__(self, file_format: str, column_mapping, max_buffered: int, window):
         self.read_records = _RECORD_READERS[file_format]
-        self.column_mapping = dict(column_mapping or {})
+        self.column_mapping, self.window = column_mapping, window
         self.max_buffered = max_buffered
-        self.records_read = Metrics.counter(METRICS_NAMESPACE, "records_read")
-        self.records_valid = Metrics.counter(METRICS_NAMESPACE, "records_valid")
         self.files_read = Metrics.counter(METRICS_NAMESPACE, "files_read")
 
     def setup(self):
-        self.parse = ProblemLogParser(self.column_mapping)
+        self.validate = _Validator(self.column_mapping, self.window, "file")
 
     def process(self, readable_file):
         path = readable_file.metadata.path
-        by_user, buffered, read, valid = {}, 0, 0, 0
+        chunks = _UserChunks(self.max_buffered)
         with readable_file.open() as handle:
             for raw in _until_unreadable(self.read_records(handle)):
-                read += 1
-                try:
-                    if type(raw) is _Unparsable:
-                        raise InvalidProblemLog(raw.reason, raw.detail)
-                    log = self.parse(raw)
-                except InvalidProblemLog as error:
-                    yield self._dead(error.reason, error.detail,
-                                     raw.raw if type(raw) is _Unparsable else raw, path)
-                    continue
-                valid += 1
-                # Plain tuples: Beam's default coder encodes them natively,
-                # a NamedTuple goes through pickle one by one (7x slower).
-                chunk = by_user.get(log.user)
-                if chunk is None:
-                    by_user[log.user] = [tuple(log)]
-                else:
-                    chunk.append(tuple(log))
-                buffered += 1
-                if buffered >= self.max_buffered:
-                    yield from by_user.items()
-                    by_user, buffered = {}, 0
-        yield from by_user.items()
+                log = self.validate(raw, path)
+                if type(log) is pvalue.TaggedOutput:
+                    yield log
+                elif log is not None:
+                    yield from chunks.add(log)
+        yield from chunks.flush()
+        self.validate.publish_counts()
         self.files_read.inc()
-        self.records_read.inc(read)
-        self.records_valid.inc(valid)
 
-    @staticmethod
-    def _dead(reason, detail, raw, path):
-        Metrics.counter(METRICS_NAMESPACE, f"dead_letter_{reason}").inc()
-        record = dead_letter_record("read", reason, detail, raw)
-        record["file"] = path
-        return pvalue.TaggedOutput(DEAD_LETTER, record)
+
+class ValidateRows(beam.DoFn):
+    """Row dicts (e.g. from BigQuery) -> the same per-user chunks and dead
+    letters as a file read, chunked per bundle."""
+
+    def __init__(self, source: str, column_mapping, max_buffered: int, window):
+        self.source, self.column_mapping, self.window = source, column_mapping, window
+        self.max_buffered = max_buffered
+
+    def setup(self):
+        self.validate = _Validator(self.column_mapping, self.window, "source")
+
+    def start_bundle(self):
+        self.chunks = _UserChunks(self.max_buffered)
+
+    def process(self, row):
+        log = self.validate(row, self.source)
+        if type(log) is pvalue.TaggedOutput:
+            yield log
+        elif log is not None:
+            yield from self.chunks.add(log)
+
+    def finish_bundle(self):
+        self.validate.publish_counts()
+        for chunk in self.chunks.flush():
+            yield GlobalWindows.windowed_value(chunk)
 
 
 class ReadProblemLogs(beam.PTransform):
@@ -163,8 +224,9 @@ class ReadProblemLogs(beam.PTransform):
     may span chunks) and `dead_letter`: dicts with stage, reason, detail, record."""
 
     def __init__(self, pattern: str, file_format: str = None, column_mapping=None,
-                 max_buffered: int = 200000):
+                 max_buffered: int = 200000, window=None):
         super().__init__()
+        self.window = window
         self.pattern = pattern
         self.file_format = file_format or detect_format(pattern)
         if self.file_format not in FORMATS:
@@ -178,5 +240,6 @@ class ReadProblemLogs(beam.PTransform):
                 | "ReadMatches" >> fileio.ReadMatches()
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "ReadAndValidate" >> beam.ParDo(
-                    _ReadFile(self.file_format, self.column_mapping, self.max_buffered))
+                    _ReadFile(self.file_format, self.column_mapping, self.max_buffered,
+                              self.window))
                 .with_outputs(DEAD_LETTER, main=VALID))

@@ -6,7 +6,8 @@ from transforms.read import METRICS_NAMESPACE
 
 _DEAD_LETTER_PREFIX = "dead_letter_"
 _SKIPPED_PREFIX = "exercises_skipped_"
-_COUNTS = ("records_read", "records_valid", "duplicates_dropped", "students",
+_COUNTS = ("records_read", "records_valid", "records_outside_window", "duplicates_dropped",
+           "students",
            "students_skipped", "rows_emitted", "exercises_fitted")
 
 
@@ -45,7 +46,9 @@ def human_summary(summary: dict, output: str) -> str:
     lines = [
         f"Read {summary['records_read']} ProblemLogs: {summary['records_trained_on']} replayed, "
         f"{summary['duplicates_dropped']} duplicates dropped, "
-        f"{summary['dead_lettered_total']} dead-lettered{_by_reason(summary['dead_lettered'])}.",
+        f"{summary['dead_lettered_total']} dead-lettered{_by_reason(summary['dead_lettered'])}"
+        + (f", {summary['records_outside_window']} outside the date window."
+           if summary["records_outside_window"] else "."),
         f"{summary['students']} students replayed ({summary['students_skipped']} skipped), "
         f"{summary['rows_emitted']} training rows.",
         f"{summary['exercises_fitted']} exercises fitted, "
@@ -53,4 +56,9 @@ def human_summary(summary: dict, output: str) -> str:
         f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
     ]
     lines += [f"  {name:<18} {path}" for name, path in summary["outputs"].items()]
+    if "datastore" in summary:
+        store = summary["datastore"]
+        lines.append(f"Datastore project {store['project']!r} namespace "
+                     f"{store['namespace'] or '(default)'!r}: wrote model version "
+                     f"{store['model_version']!r}; active version {store['active_version']!r}.")
     return "\n".join(lines)

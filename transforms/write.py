@@ -46,23 +46,22 @@ def component_record(key, seed: int, dim: int) -> dict:
             "vector": random_component(key, seed, dim).tolist()}
 
 
-class WriteComponents(beam.PTransform):
-    """Component keys (repeats allowed) -> the distinct keys with their vectors."""
+class ComponentRecords(beam.PTransform):
+    """Component keys (repeats allowed) -> one record with its vector per distinct key."""
 
-    def __init__(self, path_prefix: str, seed: int, dim: int):
+    def __init__(self, seed: int, dim: int):
         super().__init__()
-        self.path_prefix = path_prefix
         self.seed = seed
         self.dim = dim
 
     def expand(self, keys):
-        seed, dim = self.seed, self.dim
         return (keys
                 | "Distinct" >> beam.Distinct()
-                | "Vector" >> beam.Map(component_record, seed, dim)
-                | "Write" >> WriteSortedJsonLines(
-                    self.path_prefix,
-                    lambda r: (r["exercise"], r["problem_type"], r["correct"])))
+                | "Vector" >> beam.Map(component_record, self.seed, self.dim))
+
+
+def component_sort_key(record: dict):
+    return record["exercise"], record["problem_type"], record["correct"]
 
 
 class TrainingRowRecords(beam.DoFn):

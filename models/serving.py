@@ -1,0 +1,113 @@
+"""Serving: P(correct) for a student's next attempt from a trained version.
+
+Features are computed by the same KnowledgeState code the training replay is
+tested against (models.knowledge_state), from the student's whole history:
+sessionized (sorted, duplicates dropped, problem numbers derived) exactly as
+in training. Random components come from the version's saved vectors; a key
+the training data never used is derived from the seed, which gives the vector
+training would have used.
+"""
+
+import json
+import os
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from models.knowledge_state import ComponentCache, KnowledgeState, sessionize
+from models.problem_log import ProblemLog
+
+
+def _sigmoid(value: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-value)))
+
+
+class KnowledgeModel:
+    """Per-exercise theta plus the components, for one model version."""
+
+    def __init__(self, params: Dict[str, np.ndarray], components: ComponentCache,
+                 model_version: str = ""):
+        self.params = params
+        self.components = components
+        self.model_version = model_version
+
+    @classmethod
+    def from_records(cls, params_records: Iterable[dict], component_records: Iterable[dict],
+                     seed: int, num_random_features: int, model_version: str = ""):
+        components = ComponentCache(seed, num_random_features)
+        for record in component_records:
+            key = (record["exercise"], record["problem_type"], bool(record["correct"]))
+            components.vectors[key] = np.asarray(record["vector"], dtype=float)
+        params = {record["exercise"]: np.asarray(record["theta"], dtype=float)
+                  for record in params_records}
+        expected = 1 + 6 + num_random_features
+        wrong = [name for name, theta in params.items() if theta.shape != (expected,)]
+        if wrong:
+            raise ValueError(f"theta of {wrong[0]!r} does not have {expected} values")
+        return cls(params, components, model_version)
+
+    def state(self, history: Iterable[ProblemLog]) -> KnowledgeState:
+        """The student's KnowledgeState after every attempt in `history`."""
+        state = KnowledgeState(self.components)
+        for log in sessionize(history)[0]:
+            state.update(log)
+        return state
+
+    def predict(self, history: Iterable[ProblemLog], exercise: str) -> Optional[float]:
+        """P(correct) on `exercise` after `history`; None for an exercise the
+        version has no parameters for."""
+        theta = self.params.get(exercise)
+        if theta is None:
+            return None
+        return _sigmoid(theta @ self.state(history).features(exercise))
+
+    def predict_each(self, history: Iterable[ProblemLog]) -> List[Tuple[ProblemLog, Optional[float]]]:
+        """For every attempt in the sessionized history, the prediction made
+        just before it: what serving would have said at that moment."""
+        state = KnowledgeState(self.components)
+        predictions = []
+        for log in sessionize(history)[0]:
+            theta = self.params.get(log.exercise)
+            predictions.append((log, None if theta is None
+                                else _sigmoid(theta @ state.features(log.exercise))))
+            state.update(log)
+        return predictions
+
+
+def _json_lines(path: str) -> List[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def load_local(output_dir: str) -> KnowledgeModel:
+    """The model a train_knowledge_model run wrote under `output_dir`."""
+    with open(os.path.join(output_dir, "run_summary.json"), encoding="utf-8") as handle:
+        settings = json.load(handle)["model"]
+    return KnowledgeModel.from_records(
+        _json_lines(os.path.join(output_dir, "params", "params.jsonl")),
+        _json_lines(os.path.join(output_dir, "components", "components.jsonl")),
+        settings["seed"], settings["num_random_features"], settings["model_version"])
+
+
+def load_version(registry, version: Optional[str] = None) -> KnowledgeModel:
+    """A version from a models.param_store.Registry: the active one by default."""
+    from models.param_store import ModelNotFound  # pylint: disable=import-outside-toplevel
+    version = version or registry.active_version()
+    if not version:
+        raise ModelNotFound("no model version is active")
+    header, params, components = registry.load(version)
+    return KnowledgeModel.from_records(params, components, header["seed"],
+                                       header["num_random_features"], version)
+
+
+def load_active(project: str, namespace: Optional[str] = None) -> KnowledgeModel:
+    from models.param_store import Registry  # pylint: disable=import-outside-toplevel
+    return load_version(Registry(project, namespace))
+
+
+def histories(logs: Sequence[ProblemLog]) -> Dict[str, List[ProblemLog]]:
+    """ProblemLogs grouped by user."""
+    grouped: Dict[str, List[ProblemLog]] = {}
+    for log in logs:
+        grouped.setdefault(log.user, []).append(log)
+    return grouped

@@ -1,0 +1,154 @@
+"""Writing a model version to Datastore, and activating it only once complete.
+
+Beam's WriteToDatastore is not used: it emits nothing per write (the
+activation gate needs to count what was committed), and its fixed retry
+schedule (5 retries from 5 s) cannot be shortened. Here every commit is an
+idempotent upsert of at most 500 entities and ~9 MB with unique keys, retried
+with exponential backoff and jitter on transient errors; the number of
+entities committed flows on as data, and the gate compares it with the number
+the version must have before it writes the version entity and moves the
+active pointer. A run that fails anywhere before that leaves the previously
+active version in place.
+"""
+
+import logging
+import random
+import time
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from models import param_store
+from transforms.read import METRICS_NAMESPACE
+
+_LOG = logging.getLogger(__name__)
+
+
+class DatastoreWriteError(RuntimeError):
+    """A commit still failed after every retry."""
+
+
+def _is_transient(error: Exception) -> bool:
+    from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
+    transient = (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded,
+                 exceptions.InternalServerError, exceptions.TooManyRequests,
+                 exceptions.Aborted, exceptions.RetryError, ConnectionError, TimeoutError)
+    return isinstance(error, transient)
+
+
+class RetrySettings:
+    """Attempts per commit and the first backoff; the backoff doubles, with
+    jitter, up to `max_backoff_seconds`."""
+
+    def __init__(self, attempts: int = 8, initial_backoff_seconds: float = 1.0,
+                 max_backoff_seconds: float = 60.0):
+        self.attempts = attempts
+        self.initial_backoff_seconds = initial_backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+
+
+class _CommitBatches(beam.DoFn):
+    """A batch of (key path, properties) -> commits; emits the number of
+    entities each successful commit wrote."""
+
+    def __init__(self, project: str, namespace: str, retry: RetrySettings):
+        self.project, self.namespace, self.retry = project, namespace, retry
+        self.written = Metrics.counter(METRICS_NAMESPACE, "datastore_entities_written")
+        self.retried = Metrics.counter(METRICS_NAMESPACE, "datastore_commit_retries")
+
+    def setup(self):
+        self.registry = param_store.Registry(self.project, self.namespace)
+
+    def process(self, entities):
+        for commit in param_store.batches(entities):
+            self._commit(commit)
+            self.written.inc(len(commit))
+            yield len(commit)
+
+    def _commit(self, entities):
+        delay = self.retry.initial_backoff_seconds
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                self.registry.put_entities(entities)
+                return
+            except Exception as error:  # pylint: disable=broad-except
+                if not _is_transient(error) or attempt == self.retry.attempts:
+                    raise DatastoreWriteError(
+                        f"Datastore commit of {len(entities)} entities to project "
+                        f"{self.project!r} failed after {attempt} attempt(s): "
+                        f"{type(error).__name__}: {error}") from error
+                self.retried.inc()
+                _LOG.warning("Datastore commit failed (%s); retry %d in %.1f s",
+                             error, attempt, delay)
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(2 * delay, self.retry.max_backoff_seconds)
+
+
+class _CompleteVersion(beam.DoFn):
+    """Runs once, after every entity is committed (its side inputs are only
+    ready then): checks the counts, writes the version entity, then activates."""
+
+    def __init__(self, project, namespace, version, header, activate):
+        self.project, self.namespace = project, namespace
+        self.version, self.header, self.activate = version, header, activate
+
+    def process(self, _, written, num_params, num_components, num_non_finite):
+        if num_non_finite:
+            raise DatastoreWriteError(
+                f"{num_non_finite} exercises have non-finite parameters; model version "
+                f"{self.version!r} was not completed or activated")
+        if written != num_params + num_components:
+            raise DatastoreWriteError(
+                f"committed {written} entities for model version {self.version!r}, expected "
+                f"{num_params} parameters + {num_components} components; not activated")
+        registry = param_store.Registry(self.project, self.namespace)
+        header = {**self.header, "num_exercises": num_params, "num_components": num_components}
+        registry.complete_version(self.version, header)
+        pointer = registry.activate(self.version) if self.activate else registry.active()
+        yield {"model_version": self.version, "num_exercises": num_params,
+               "num_components": num_components,
+               "active_version": pointer["version"] if pointer else None}
+
+
+class WriteModelVersion(beam.PTransform):
+    """{'params': parameter records, 'components': component records} ->
+    one record describing the completed version (and the active one after it).
+
+    `header` holds the version's settings (run_id, seed, dimension, ...)."""
+
+    def __init__(self, project: str, namespace: str, version: str, header: dict,
+                 activate: bool = True, retry: RetrySettings = None, max_batch_size: int = 500):
+        super().__init__()
+        self.project, self.namespace, self.version = project, namespace, version
+        self.header, self.activate = header, activate
+        self.retry = retry or RetrySettings()
+        self.max_batch_size = max_batch_size
+
+    def expand(self, records):
+        version, run_id = self.version, self.header["run_id"]
+        params, components = records["params"], records["components"]
+        finite = params | "FiniteOnly" >> beam.Filter(param_store.is_finite_params)
+        non_finite = (params | "NonFinite" >> beam.Filter(
+            lambda record: not param_store.is_finite_params(record))
+            | "CountNonFinite" >> beam.combiners.Count.Globally())
+        entities = (
+            (finite | "ParamsEntities" >> beam.Map(
+                lambda r: param_store.params_entity(version, run_id, r)),
+             components | "ComponentEntities" >> beam.Map(
+                 lambda r: param_store.component_entity(version, run_id, r)))
+            | "AllEntities" >> beam.Flatten())
+        written = (entities
+                   | "Batch" >> beam.BatchElements(max_batch_size=self.max_batch_size)
+                   | "Commit" >> beam.ParDo(_CommitBatches(self.project, self.namespace,
+                                                           self.retry))
+                   | "CountWritten" >> beam.CombineGlobally(sum))
+        side = beam.pvalue.AsSingleton
+        return (params.pipeline
+                | "Once" >> beam.Create([None])
+                | "CompleteVersion" >> beam.ParDo(
+                    _CompleteVersion(self.project, self.namespace, version, self.header,
+                                     self.activate),
+                    side(written),
+                    side(finite | "CountParams" >> beam.combiners.Count.Globally()),
+                    side(components | "CountComponents" >> beam.combiners.Count.Globally()),
+                    side(non_finite)))
