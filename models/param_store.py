@@ -126,13 +126,18 @@ class Registry:
                                 f"completely written")
         return dict(entity)
 
-    def active(self) -> Optional[dict]:
-        """The pointer: {'version', 'activated_at', 'history'} or None."""
-        entity = self.client.get(self.key((ACTIVE_KIND, ACTIVE_NAME)))
+    def active(self, deadline: Optional[float] = None) -> Optional[dict]:
+        """The pointer: {'version', 'activated_at', 'history'} or None.
+        `deadline`: give up retrying after that many seconds (default ~60)."""
+        retry = {}
+        if deadline is not None:
+            from google.api_core.retry import Retry
+            retry = {"retry": Retry(timeout=deadline), "timeout": deadline}
+        entity = self.client.get(self.key((ACTIVE_KIND, ACTIVE_NAME)), **retry)
         return dict(entity) if entity is not None else None
 
-    def active_version(self) -> Optional[str]:
-        pointer = self.active()
+    def active_version(self, deadline: Optional[float] = None) -> Optional[str]:
+        pointer = self.active(deadline)
         return pointer["version"] if pointer else None
 
     def load(self, version: str) -> Tuple[dict, List[dict], List[dict]]:

@@ -59,7 +59,7 @@ STORE_SETTINGS = ("seed", "holdout_fraction", "min_feature_count", "problem_numb
                   "window_days", "run_date")
 
 
-class BoostedOptions(ProblemLogOptions):
+class BoostedOptions(ProblemLogOptions, PipelineOptions):
     """The boosted model's own options, on top of the shared ones."""
 
     @classmethod

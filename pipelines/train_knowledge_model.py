@@ -31,7 +31,7 @@ from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from pipelines.input_source import problem_log_source
 from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, command_line,
                                output_path, parse_problem_number_range)
-from transforms.datastore_sink import WriteModelVersion
+from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
@@ -46,7 +46,7 @@ MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SUMMARY = "run_summary.json"
 
 
-class KnowledgeModelOptions(ProblemLogOptions):
+class KnowledgeModelOptions(ProblemLogOptions, PipelineOptions):
     """The knowledge model's own options, on top of the shared ones."""
 
     @classmethod
@@ -90,6 +90,12 @@ class KnowledgeModelOptions(ProblemLogOptions):
         group.add_argument("--datastore_namespace", default="",
                            help="Datastore namespace for the model versions; default: "
                                 "the default namespace.")
+        group.add_argument("--datastore_batch_size", type=int, default=500,
+                           help="Entities per Datastore commit (Datastore allows 500; "
+                                "commits are also kept under 9 MB).")
+        group.add_argument("--datastore_write_attempts", type=int, default=8,
+                           help="Attempts per commit on transient errors, with exponential "
+                                "backoff from 1 s (up to 60 s) between them.")
 
 
 def validate(options) -> dict:
@@ -102,7 +108,7 @@ def validate(options) -> dict:
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
     positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
-                "min_samples", "max_iterations", "replay_batch_size")
+                "min_samples", "max_iterations", "replay_batch_size", "datastore_write_attempts")
     for name in positive:
         if getattr(options, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(options, name)}")
@@ -119,6 +125,9 @@ def validate(options) -> dict:
     settings["run_id"] = uuid.uuid4().hex
     if options.params_sink == "datastore" and not options.datastore_project:
         raise ValueError("--datastore_project is required with --params_sink datastore")
+    if not 1 <= options.datastore_batch_size <= 500:
+        raise ValueError(f"--datastore_batch_size must be in 1..500, got "
+                         f"{options.datastore_batch_size}")
     return settings
 
 
@@ -172,7 +181,9 @@ def build(pipeline, options, settings: dict) -> None:
         _ = ({"params": fits.fitted, "components": components}
              | "WriteModelVersion" >> WriteModelVersion(
                  options.datastore_project, options.datastore_namespace,
-                 settings["model_version"], version_header(options, settings))
+                 settings["model_version"], version_header(options, settings),
+                 retry=RetrySettings(attempts=options.datastore_write_attempts),
+                 max_batch_size=options.datastore_batch_size)
              | "WriteDatastoreVersion" >> WriteJsonLines(
                  output_path(output, "datastore", "model_version")))
     _ = ((logs[DEAD_LETTER], students[DEAD_LETTER])
@@ -193,7 +204,7 @@ def datastore_failure_message(options, settings, error) -> str:
                  cause[-1] if cause else type(error).__name__)
     try:
         active = repr(Registry(options.datastore_project,
-                               options.datastore_namespace).active_version())
+                               options.datastore_namespace).active_version(deadline=10))
     except Exception:  # pylint: disable=broad-except  (Datastore may be what failed)
         active = "unchanged (Datastore could not be read to confirm)"
     return (f"the run failed, so model version {settings['model_version']!r} was not "
