@@ -111,6 +111,26 @@ def parse_problem_number_range(text: str):
     return low, high
 
 
+class ParamStoreOptions(PipelineOptions):
+    """Where model versions live in Datastore (training writes one, the
+    monitor reads one)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("model versions")
+        group.add_argument("--model_version", default="",
+                           help="Model version. Training: the label its parameters are "
+                                "stored under (default: the UTC start time, e.g. "
+                                "20261123T002000Z). Monitor: the version to evaluate (default: "
+                                "the active one).")
+        group.add_argument("--datastore_project", default="",
+                           help="Google Cloud project of the Datastore (Firestore in "
+                                "Datastore mode) database holding model versions.")
+        group.add_argument("--datastore_namespace", default="",
+                           help="Datastore namespace of the model versions (default: the "
+                                "default namespace).")
+
+
 def _date(text: str, option: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)

@@ -29,7 +29,7 @@ from models.exercise_model import FitSettings
 from models.param_store import Registry
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from pipelines.input_source import problem_log_source
-from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, command_line,
+from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError, command_line,
                                output_path, parse_problem_number_range)
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
@@ -46,7 +46,7 @@ MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SUMMARY = "run_summary.json"
 
 
-class KnowledgeModelOptions(ProblemLogOptions, PipelineOptions):
+class KnowledgeModelOptions(ProblemLogOptions, ParamStoreOptions, PipelineOptions):
     """The knowledge model's own options, on top of the shared ones."""
 
     @classmethod
@@ -69,9 +69,6 @@ class KnowledgeModelOptions(ProblemLogOptions, PipelineOptions):
                                 "(scikit-learn's C = 1/l2).")
         group.add_argument("--max_iterations", type=int, default=FitSettings.max_iterations,
                            help="L-BFGS iteration limit per exercise.")
-        group.add_argument("--model_version", default="",
-                           help="Version label stored with every parameter record. "
-                                "Default: the UTC start time, e.g. 20261123T002000Z.")
         group.add_argument("--training_rows_output", default="",
                            help="If set, also write every emitted training row (user, "
                                 "exercise, time_done, problem_number, correct, x) as JSON "
@@ -83,13 +80,6 @@ class KnowledgeModelOptions(ProblemLogOptions, PipelineOptions):
                            help="'files': parameters only under --output. 'datastore': "
                                 "also write them to Datastore as --model_version and make "
                                 "that the active version once every entity is written.")
-        group.add_argument("--datastore_project", default="",
-                           help="Google Cloud project of the Datastore (Firestore in "
-                                "Datastore mode) database; required with "
-                                "--params_sink datastore.")
-        group.add_argument("--datastore_namespace", default="",
-                           help="Datastore namespace for the model versions; default: "
-                                "the default namespace.")
         group.add_argument("--datastore_batch_size", type=int, default=500,
                            help="Entities per Datastore commit (Datastore allows 500; "
                                 "commits are also kept under 9 MB).")
@@ -294,7 +284,7 @@ def run(argv=None) -> dict:
 
 def main(argv=None):
     command_line("python -m pipelines.train_knowledge_model", __doc__,
-                 (ProblemLogOptions, KnowledgeModelOptions), run, argv)
+                 (ProblemLogOptions, ParamStoreOptions, KnowledgeModelOptions), run, argv)
 
 
 if __name__ == "__main__":

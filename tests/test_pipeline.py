@@ -4,6 +4,7 @@ specification code (models.knowledge_state.reference_replay), not from the
 batched code the pipeline runs."""
 
 import csv
+import datetime
 import glob
 import json
 import os
@@ -215,6 +216,39 @@ def test_every_format_gives_the_same_parameters(file_format, trained, tmp_path):
     run(["--input", str(data / f"*.{file_format}"), "--output", str(output), *COMMON])
     assert without_time(params_by_exercise(str(output))) == without_time(
         params_by_exercise(trained.output))
+
+
+def test_date_window_trains_on_exactly_those_days(sample, raw_records, tmp_path):
+    """--start_date/--end_date (inclusive) equals replaying only the logs of
+    those days; the rest is counted, not dead-lettered."""
+    start, end = datetime.date(2026, 2, 1), datetime.date(2026, 2, 28)
+    parse = ProblemLogParser()
+    logs = [parse(raw) for raw in raw_records]
+    inside = [log for log in logs
+              if start <= datetime.datetime.fromtimestamp(
+                  log.time_done / 1e6, datetime.timezone.utc).date() <= end]
+    assert 0 < len(inside) < len(logs)
+    by_user = {}
+    for log in inside:
+        by_user.setdefault(log.user, []).append(log)
+    components = ComponentCache(SEED, D)
+    expected = {(log.user, log.exercise, format_timestamp(log.time_done)): x
+                for user_logs in by_user.values()
+                for log, x in reference_replay(sessionize(user_logs)[0], components)}
+
+    rows_dir = tmp_path / "rows"
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path / "out"),
+                   "--start_date", start.isoformat(), "--end_date", end.isoformat(),
+                   "--training_rows_output", str(rows_dir), *COMMON])
+    rows = read_jsonl(str(rows_dir / "*.jsonl"))
+    assert summary["records_outside_window"] == len(logs) - len(inside)
+    assert summary["rows_emitted"] == len(rows) == len(expected)
+    for row in rows:
+        np.testing.assert_allclose(
+            row["x"], expected[(row["user"], row["exercise"], row["time_done"])], atol=1e-12)
+    assert summary["records_read"] == (summary["records_trained_on"] + summary["duplicates_dropped"]
+                                       + summary["dead_lettered_total"]
+                                       + summary["records_outside_window"])
 
 
 def test_column_mapping_reads_other_schemas(raw_records, trained, tmp_path):
