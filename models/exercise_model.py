@@ -10,6 +10,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from models.evaluation import BASELINE_FIELD
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, ComponentCache, TrainingRows
 from models.logistic import auc, base_rate_log_likelihood, fit_logistic, log_likelihoods
 
@@ -83,11 +84,14 @@ def _mean_log_likelihood(theta, x: np.ndarray, labels: np.ndarray) -> Optional[f
 
 
 def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
-                 settings: FitSettings) -> Tuple[str, Dict]:
+                 settings: FitSettings, baseline: Optional[Dict[str, list]] = None
+                 ) -> Tuple[str, Dict]:
     """Returns ("fitted", parameter record) or ("skipped", record with reason).
 
     `rows` is at most settings.max_samples rows already chosen by bottom_k over
-    all `rows_available` rows of the exercise."""
+    all `rows_available` rows of the exercise. `baseline`: theta per exercise
+    of another version with the same features; its holdout log likelihood on
+    the same rows is recorded (None for an exercise it lacks)."""
     rows = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
     holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
@@ -115,6 +119,11 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     holdout_auc: Optional[float] = None
     if holdout.any():
         holdout_auc = auc(x[holdout] @ fit.theta, rows.correct[holdout])
+    compared = {}
+    if baseline is not None:
+        theta = baseline.get(exercise)
+        compared[BASELINE_FIELD] = None if theta is None else _mean_log_likelihood(
+            np.asarray(theta), x[holdout], labels[holdout])
     return "fitted", {
         "exercise": exercise,
         "theta": [float(value) for value in fit.theta],
@@ -126,6 +135,7 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
             labels[train], labels[holdout]),
         "converged": fit.converged,
         "iterations": fit.iterations,
+        **compared,
         "model_version": settings.model_version,
         "trained_at": settings.trained_at,
     }

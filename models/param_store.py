@@ -36,7 +36,7 @@ MAX_KEY_NAME_BYTES = 1500
 MAX_ENTITY_BYTES = 1_000_000
 # Long values (vectors, names lists) are kept out of the indexes: they are
 # never queried and each list element would otherwise cost an index entry.
-UNINDEXED = ("theta", "vector", "feature_names", "history", "settings")
+UNINDEXED = ("theta", "vector", "feature_names", "history", "evaluation", "deploy_decision")
 
 KeyPath = Tuple[str, ...]
 

@@ -10,7 +10,7 @@ training would have used.
 
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -74,18 +74,21 @@ class KnowledgeModel:
         return predictions
 
 
-def _json_lines(path: str) -> List[dict]:
+def _read_text(path: str) -> str:
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        return handle.read()
 
 
-def load_local(output_dir: str) -> KnowledgeModel:
-    """The model a train_knowledge_model run wrote under `output_dir`."""
-    with open(os.path.join(output_dir, "run_summary.json"), encoding="utf-8") as handle:
-        settings = json.load(handle)["model"]
+def load_local(output_dir: str, read_text=_read_text) -> KnowledgeModel:
+    """The model a train_knowledge_model run wrote under `output_dir`.
+    `read_text(path)`: how to read a file (e.g. through Beam's FileSystems
+    for gs:// paths)."""
+    def json_lines(*parts):
+        text = read_text(os.path.join(output_dir, *parts))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    settings = json.loads(read_text(os.path.join(output_dir, "run_summary.json")))["model"]
     return KnowledgeModel.from_records(
-        _json_lines(os.path.join(output_dir, "params", "params.jsonl")),
-        _json_lines(os.path.join(output_dir, "components", "components.jsonl")),
+        json_lines("params", "params.jsonl"), json_lines("components", "components.jsonl"),
         settings["seed"], settings["num_random_features"], settings["model_version"])
 
 
@@ -103,11 +106,3 @@ def load_version(registry, version: Optional[str] = None) -> KnowledgeModel:
 def load_active(project: str, namespace: Optional[str] = None) -> KnowledgeModel:
     from models.param_store import Registry  # pylint: disable=import-outside-toplevel
     return load_version(Registry(project, namespace))
-
-
-def histories(logs: Sequence[ProblemLog]) -> Dict[str, List[ProblemLog]]:
-    """ProblemLogs grouped by user."""
-    grouped: Dict[str, List[ProblemLog]] = {}
-    for log in logs:
-        grouped.setdefault(log.user, []).append(log)
-    return grouped

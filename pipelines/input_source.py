@@ -38,7 +38,7 @@ def _bigquery_table(options):
     return None
 
 
-def _micros(day):
+def day_start_micros(day):
     if day is None:
         return None
     moment = datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
@@ -58,7 +58,7 @@ def _file_source(options, mapping, window) -> ProblemLogSource:
     file_format = (detect_format(options.input) if options.input_format == "auto"
                    else options.input_format)
     return ProblemLogSource(options.input, ReadProblemLogs(
-        options.input, file_format, mapping, window=tuple(map(_micros, window))))
+        options.input, file_format, mapping, window=tuple(map(day_start_micros, window))))
 
 
 def _table_source(table: TableRef, mapping, window) -> ProblemLogSource:
@@ -87,11 +87,12 @@ def _query_source(options, mapping, window) -> ProblemLogSource:
         mapping, query=query, temp_dataset=temp_dataset))
 
 
-def problem_log_source(options) -> ProblemLogSource:
-    """Check the input options and build the read; raises ValueError naming
-    the option at fault."""
+def problem_log_source(options, window=None) -> ProblemLogSource:
+    """Check the input options and build the read of the days in `window`
+    (first day, day after the last; default: the date-window options). Raises
+    ValueError naming the option at fault."""
     mapping = parse_column_mapping(options.column_mapping)
-    window = date_window(options)
+    window = date_window(options) if window is None else window
     table = _bigquery_table(options)
     given = [name for name, present in (("--input", bool(options.input) or table),
                                         ("--input_query", bool(options.input_query)))

@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from models.evaluation import DEPLOY_POLICIES, evaluate
 from models.exercise_model import FitSettings
 from models.param_store import Registry
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
@@ -80,6 +81,12 @@ class KnowledgeModelOptions(ProblemLogOptions, ParamStoreOptions, PipelineOption
                            help="'files': parameters only under --output. 'datastore': "
                                 "also write them to Datastore as --model_version and make "
                                 "that the active version once every entity is written.")
+        group.add_argument("--deploy_policy", choices=DEPLOY_POLICIES, default="always",
+                           help="With --params_sink datastore: 'always' activates the new "
+                                "version once written; 'if_better' only if its holdout log "
+                                "likelihood is at least the active version's on the same "
+                                "rows (otherwise it is written but not activated, and the "
+                                "summary says why).")
         group.add_argument("--datastore_batch_size", type=int, default=500,
                            help="Entities per Datastore commit (Datastore allows 500; "
                                 "commits are also kept under 9 MB).")
@@ -121,12 +128,25 @@ def validate(options) -> dict:
     return settings
 
 
-def check_version_is_not_active(options, settings) -> None:
-    """Rewriting the version serving reads would change it under its feet."""
-    active = Registry(options.datastore_project, options.datastore_namespace).active_version()
+def active_baseline(options, settings):
+    """The active version as a baseline: ({exercise: theta} or None, the
+    keyword arguments of models.evaluation.evaluate). Refuses to rewrite the
+    active version, which would change it under serving's feet."""
+    registry = Registry(options.datastore_project, options.datastore_namespace)
+    active = registry.active_version()
+    if active is None:
+        return None, {}
     if active == settings["model_version"]:
         raise UsageError(f"--model_version {active!r} is the active version in Datastore; "
                          f"train under a new version (or activate another one first)")
+    header, params, _ = registry.load(active)
+    baseline = {"baseline_version": active, "baseline_exercises": len(params)}
+    if (header["seed"], header["num_random_features"]) != (options.seed,
+                                                           options.num_random_features):
+        return None, {**baseline, "baseline_note": (
+            f"its seed and dimension ({header['seed']}, {header['num_random_features']}) "
+            f"differ from this run's, so its features differ")}
+    return {record["exercise"]: record["theta"] for record in params}, baseline
 
 
 def previous_outputs(options) -> list:
@@ -156,7 +176,8 @@ def build(pipeline, options, settings: dict) -> None:
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
         options.seed, options.num_random_features, settings["problem_number_range"],
         options.replay_batch_size)
-    fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(fit_settings)
+    fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(
+        fit_settings, settings.get("baseline_thetas"))
 
     _ = fits.fitted | "WriteParams" >> WriteSortedJsonLines(
         output_path(output, "params", "params"), lambda record: record["exercise"])
@@ -172,6 +193,7 @@ def build(pipeline, options, settings: dict) -> None:
              | "WriteModelVersion" >> WriteModelVersion(
                  options.datastore_project, options.datastore_namespace,
                  settings["model_version"], version_header(options, settings),
+                 options.deploy_policy, settings.get("baseline"),
                  retry=RetrySettings(attempts=options.datastore_write_attempts),
                  max_batch_size=options.datastore_batch_size)
              | "WriteDatastoreVersion" >> WriteJsonLines(
@@ -231,7 +253,7 @@ def run(argv=None) -> dict:
         FileSystems.delete(existing)
 
     if options.params_sink == "datastore":
-        check_version_is_not_active(options, settings)
+        settings["baseline_thetas"], settings["baseline"] = active_baseline(options, settings)
 
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
@@ -262,12 +284,14 @@ def run(argv=None) -> dict:
         "dead_letter": output_path(options.output, "dead_letter", "dead_letter-*.jsonl"),
         "run_summary": output_path(options.output, RUN_SUMMARY),
     }
+    params = read_json_lines(summary["outputs"]["params"])
+    summary["evaluation"] = evaluate(params, **settings.get("baseline", {}))
     if options.params_sink == "datastore":
+        (written,) = read_json_lines(output_path(options.output, "datastore", "*.jsonl"))
         summary["datastore"] = {
             "project": options.datastore_project, "namespace": options.datastore_namespace,
             "model_version": settings["model_version"], "run_id": settings["run_id"],
-            "active_version": Registry(options.datastore_project,
-                                       options.datastore_namespace).active_version()}
+            **{key: written[key] for key in ("activated", "deploy_decision", "active_version")}}
     if options.training_rows_output:
         summary["outputs"]["training_rows"] = output_path(
             options.training_rows_output, "training_rows-*.jsonl")
@@ -280,6 +304,15 @@ def run(argv=None) -> dict:
             f"{summary['exercises_skipped_total']} exercises skipped); see "
             f"{summary['outputs']['dead_letter']} and {summary['outputs']['skipped_exercises']}")
     return summary
+
+
+def read_json_lines(pattern: str) -> list:
+    records = []
+    for match in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(match.path) as handle:
+            records.extend(json.loads(line) for line in handle.read().decode("utf-8")
+                           .splitlines() if line.strip())
+    return records
 
 
 def main(argv=None):

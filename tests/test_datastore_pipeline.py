@@ -54,9 +54,11 @@ def test_a_version_in_datastore_equals_the_files_and_becomes_active(datastore, s
     assert header["num_exercises"] == summary["exercises_fitted"] == len(files_params)
     assert header["run_id"] == summary["datastore"]["run_id"]
     assert registry.active_version() == summary["datastore"]["active_version"] == "v1"
-    assert read_jsonl(str(tmp_path / "datastore/*.jsonl")) == [{
-        "model_version": "v1", "num_exercises": len(files_params),
-        "num_components": len(files_components), "active_version": "v1"}]
+    (written,) = read_jsonl(str(tmp_path / "datastore/*.jsonl"))
+    assert written["num_exercises"] == len(files_params)
+    assert written["num_components"] == len(files_components)
+    assert (written["activated"], written["deploy_decision"]) == (True, "deploy_policy always")
+    assert json.loads(header["evaluation"]) == summary["evaluation"] == written["evaluation"]
 
 
 def test_serving_predicts_what_training_rows_say(datastore, sample, tmp_path):
@@ -187,3 +189,29 @@ def test_emulator_stopped_mid_write_leaves_the_old_version_active(sample, tmp_pa
         assert len(registry.load("v1")[1]) > 0
     finally:
         restarted.stop()
+
+
+def test_if_better_refuses_a_worse_model_and_says_why(datastore, sample, tmp_path):
+    train(sample, tmp_path / "good", datastore.project, "good")
+    # A huge L2 penalty flattens every exercise towards its base rate.
+    worse = train(sample, tmp_path / "worse", datastore.project, "worse", "--l2", "100000",
+                  "--deploy_policy", "if_better")
+    evaluation = worse["evaluation"]
+    assert evaluation["baseline_version"] == "good"
+    assert evaluation["new_log_likelihood_on_compared"] < evaluation["baseline_log_likelihood"]
+    assert worse["datastore"]["activated"] is False
+    assert worse["datastore"]["deploy_decision"].startswith("worse: holdout log likelihood")
+    registry = param_store.Registry(datastore.project)
+    assert registry.active_version() == "good"
+    assert registry.version("worse")["deploy_decision"] == worse["datastore"]["deploy_decision"]
+
+    # The baseline figures are the good model's own holdout figures: same rows.
+    good = {r["exercise"]: r for r in read_jsonl(str(tmp_path / "good/params/*.jsonl"))}
+    for record in read_jsonl(str(tmp_path / "worse/params/*.jsonl")):
+        assert record["holdout_baseline_log_likelihood"] == pytest.approx(
+            good[record["exercise"]]["holdout_log_likelihood"], abs=1e-12)
+
+    better = train(sample, tmp_path / "again", datastore.project, "again",
+                   "--deploy_policy", "if_better")
+    assert better["datastore"]["activated"] is True
+    assert registry.active_version() == "again"

@@ -11,6 +11,7 @@ active pointer. A run that fails anywhere before that leaves the previously
 active version in place.
 """
 
+import json
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from models import param_store
+from models.evaluation import deploy_decision, evaluate
 from transforms.read import METRICS_NAMESPACE
 
 _LOG = logging.getLogger(__name__)
@@ -86,53 +88,63 @@ class _CommitBatches(beam.DoFn):
 
 class _CompleteVersion(beam.DoFn):
     """Runs once, after every entity is committed (its side inputs are only
-    ready then): checks the counts, writes the version entity, then activates."""
+    ready then): checks the counts, writes the version entity with its
+    evaluation, then activates it if the deploy policy allows."""
 
-    def __init__(self, project, namespace, version, header, activate):
+    def __init__(self, project, namespace, version, header, deploy_policy, baseline):
         self.project, self.namespace = project, namespace
-        self.version, self.header, self.activate = version, header, activate
+        self.version, self.header = version, header
+        self.deploy_policy, self.baseline = deploy_policy, baseline
 
-    def process(self, _, written, num_params, num_components, num_non_finite):
-        if num_non_finite:
+    def process(self, _, written, params, num_components):
+        non_finite = [r["exercise"] for r in params if not param_store.is_finite_params(r)]
+        if non_finite:
             raise DatastoreWriteError(
-                f"{num_non_finite} exercises have non-finite parameters; model version "
-                f"{self.version!r} was not completed or activated")
-        if written != num_params + num_components:
+                f"{len(non_finite)} exercises (e.g. {non_finite[0]!r}) have non-finite "
+                f"parameters; model version {self.version!r} was not completed or activated")
+        if written != len(params) + num_components:
             raise DatastoreWriteError(
                 f"committed {written} entities for model version {self.version!r}, expected "
-                f"{num_params} parameters + {num_components} components; not activated")
+                f"{len(params)} parameters + {num_components} components; not activated")
+        evaluation = evaluate(params, **self.baseline)
+        activate, reason = deploy_decision(evaluation, self.deploy_policy)
         registry = param_store.Registry(self.project, self.namespace)
-        header = {**self.header, "num_exercises": num_params, "num_components": num_components}
-        registry.complete_version(self.version, header)
-        pointer = registry.activate(self.version) if self.activate else registry.active()
-        yield {"model_version": self.version, "num_exercises": num_params,
-               "num_components": num_components,
+        registry.complete_version(self.version, {
+            **self.header, "num_exercises": len(params), "num_components": num_components,
+            "evaluation": json.dumps(evaluation, sort_keys=True),
+            "deploy_decision": reason})
+        pointer = registry.activate(self.version) if activate else registry.active()
+        yield {"model_version": self.version, "num_exercises": len(params),
+               "num_components": num_components, "activated": activate,
+               "deploy_decision": reason, "evaluation": evaluation,
                "active_version": pointer["version"] if pointer else None}
 
 
 class WriteModelVersion(beam.PTransform):
     """{'params': parameter records, 'components': component records} ->
-    one record describing the completed version (and the active one after it).
+    one record describing the completed version: its evaluation, whether it
+    was activated and why, and the active version after it.
 
-    `header` holds the version's settings (run_id, seed, dimension, ...)."""
+    `header` holds the version's settings (run_id, seed, dimension, ...);
+    `baseline` the keyword arguments of models.evaluation.evaluate besides the
+    records (the active version the records were scored against)."""
 
     def __init__(self, project: str, namespace: str, version: str, header: dict,
-                 activate: bool = True, retry: RetrySettings = None, max_batch_size: int = 500):
+                 deploy_policy: str = "always", baseline: dict = None,
+                 retry: RetrySettings = None, max_batch_size: int = 500):
         super().__init__()
         self.project, self.namespace, self.version = project, namespace, version
-        self.header, self.activate = header, activate
+        self.header, self.deploy_policy = header, deploy_policy
+        self.baseline = baseline or {}
         self.retry = retry or RetrySettings()
         self.max_batch_size = max_batch_size
 
     def expand(self, records):
         version, run_id = self.version, self.header["run_id"]
         params, components = records["params"], records["components"]
-        finite = params | "FiniteOnly" >> beam.Filter(param_store.is_finite_params)
-        non_finite = (params | "NonFinite" >> beam.Filter(
-            lambda record: not param_store.is_finite_params(record))
-            | "CountNonFinite" >> beam.combiners.Count.Globally())
         entities = (
-            (finite | "ParamsEntities" >> beam.Map(
+            (params | "FiniteParams" >> beam.Filter(param_store.is_finite_params)
+             | "ParamsEntities" >> beam.Map(
                 lambda r: param_store.params_entity(version, run_id, r)),
              components | "ComponentEntities" >> beam.Map(
                  lambda r: param_store.component_entity(version, run_id, r)))
@@ -142,13 +154,12 @@ class WriteModelVersion(beam.PTransform):
                    | "Commit" >> beam.ParDo(_CommitBatches(self.project, self.namespace,
                                                            self.retry))
                    | "CountWritten" >> beam.CombineGlobally(sum))
-        side = beam.pvalue.AsSingleton
         return (params.pipeline
                 | "Once" >> beam.Create([None])
                 | "CompleteVersion" >> beam.ParDo(
                     _CompleteVersion(self.project, self.namespace, version, self.header,
-                                     self.activate),
-                    side(written),
-                    side(finite | "CountParams" >> beam.combiners.Count.Globally()),
-                    side(components | "CountComponents" >> beam.combiners.Count.Globally()),
-                    side(non_finite)))
+                                     self.deploy_policy, self.baseline),
+                    beam.pvalue.AsSingleton(written),
+                    beam.pvalue.AsList(params),
+                    beam.pvalue.AsSingleton(
+                        components | "CountComponents" >> beam.combiners.Count.Globally())))

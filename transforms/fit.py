@@ -62,8 +62,8 @@ class BottomKRowsFn(beam.CombineFn):
 
 
 class _Fit(beam.DoFn):
-    def __init__(self, settings: FitSettings):
-        self.settings = settings
+    def __init__(self, settings: FitSettings, baseline=None):
+        self.settings, self.baseline = settings, baseline
         self.fitted = Metrics.counter(METRICS_NAMESPACE, "exercises_fitted")
 
     def setup(self):
@@ -73,7 +73,8 @@ class _Fit(beam.DoFn):
 
     def process(self, element):
         exercise, (rows, rows_available) = element
-        outcome, record = fit_exercise(exercise, rows, rows_available, self.settings)
+        outcome, record = fit_exercise(exercise, rows, rows_available, self.settings,
+                                       self.baseline)
         if outcome == FITTED:
             self.fitted.inc()
             yield record
@@ -84,14 +85,17 @@ class _Fit(beam.DoFn):
 
 class FitPerExercise(beam.PTransform):
     """(exercise, TrainingRows) blocks -> `fitted` parameter records and
-    `skipped` records with a reason."""
+    `skipped` records with a reason. With `baseline` ({exercise: theta} of a
+    version with the same features) each record also scores it on the same
+    holdout rows."""
 
-    def __init__(self, settings: FitSettings):
+    def __init__(self, settings: FitSettings, baseline=None):
         super().__init__()
-        self.settings = settings
+        self.settings, self.baseline = settings, baseline
 
     def expand(self, blocks):
         return (blocks
                 | "SampleRowsPerExercise" >> beam.CombinePerKey(
                     BottomKRowsFn(self.settings.max_samples, self.settings.seed))
-                | "Fit" >> beam.ParDo(_Fit(self.settings)).with_outputs(SKIPPED, main=FITTED))
+                | "Fit" >> beam.ParDo(_Fit(self.settings, self.baseline))
+                .with_outputs(SKIPPED, main=FITTED))

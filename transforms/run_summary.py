@@ -56,9 +56,23 @@ def human_summary(summary: dict, output: str) -> str:
         f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
     ]
     lines += [f"  {name:<18} {path}" for name, path in summary["outputs"].items()]
+    evaluation = summary.get("evaluation")
+    if evaluation and evaluation["holdout_log_likelihood"] is not None:
+        line = (f"Holdout log likelihood {evaluation['holdout_log_likelihood']:.4f} over "
+                f"{evaluation['holdout_rows']} rows (base rate "
+                f"{evaluation['base_rate_log_likelihood']:.4f})")
+        if evaluation.get("baseline_log_likelihood") is not None:
+            line += (f"; on the {evaluation['holdout_rows_compared']} rows of exercises the "
+                     f"active version {evaluation['baseline_version']!r} also has: "
+                     f"{evaluation['new_log_likelihood_on_compared']:.4f} vs "
+                     f"{evaluation['baseline_log_likelihood']:.4f}")
+        lines.append(line + ".")
     if "datastore" in summary:
         store = summary["datastore"]
         lines.append(f"Datastore project {store['project']!r} namespace "
                      f"{store['namespace'] or '(default)'!r}: wrote model version "
-                     f"{store['model_version']!r}; active version {store['active_version']!r}.")
+                     f"{store['model_version']!r}, "
+                     f"{'activated' if store['activated'] else 'NOT activated'} "
+                     f"({store['deploy_decision']}); active version "
+                     f"{store['active_version']!r}.")
     return "\n".join(lines)

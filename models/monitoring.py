@@ -1,0 +1,118 @@
+"""Monitoring aggregates: how well a model version predicted each exercise on
+each day.
+
+Everything is kept as sums in one flat float64 vector per (day, exercise), so
+partial aggregates from any number of workers add up exactly and in any order
+(a CombineFn is just `+`): per score bin the positives, negatives and summed
+predictions, plus the summed log likelihood. Means, calibration and AUC are
+read off the sums at the end. AUC is computed from the score histogram with
+NUM_SCORE_BINS bins of width 0.01: it equals the exact AUC of the predictions
+rounded down to the bin (pairs in one bin count one half).
+"""
+
+import datetime
+from typing import Dict, Iterable, Optional, Tuple
+
+import numpy as np
+
+ALL_EXERCISES = "__all__"
+NUM_SCORE_BINS = 100
+NUM_CALIBRATION_BINS = 10
+_POSITIVE, _NEGATIVE, _SUM_P = (slice(i * NUM_SCORE_BINS, (i + 1) * NUM_SCORE_BINS)
+                                for i in range(3))
+_SUM_LL = 3 * NUM_SCORE_BINS
+ACCUMULATOR_SIZE = _SUM_LL + 1
+_MICROS_PER_DAY = 86_400 * 1_000_000
+_EPOCH_DAY = datetime.date(1970, 1, 1)
+
+
+def day_of(time_done_micros: np.ndarray) -> np.ndarray:
+    """UTC day number (days since 1970-01-01) of epoch-microsecond timestamps."""
+    return np.floor_divide(time_done_micros, _MICROS_PER_DAY)
+
+
+def day_string(day: int) -> str:
+    return (_EPOCH_DAY + datetime.timedelta(days=int(day))).isoformat()
+
+
+def log_likelihoods(logits: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """log P(observed answer), stable for any logit (never -inf from rounding)."""
+    return -np.logaddexp(0.0, np.where(correct, -logits, logits))
+
+
+def score_bins(p: np.ndarray) -> np.ndarray:
+    return np.minimum((p * NUM_SCORE_BINS).astype(np.int64), NUM_SCORE_BINS - 1)
+
+
+def accumulate(days: np.ndarray, exercises: np.ndarray, logits: np.ndarray,
+               correct: np.ndarray) -> Dict[Tuple[int, str], np.ndarray]:
+    """Rows -> {(day, exercise): accumulator}, with (day, ALL_EXERCISES) too."""
+    p = 1.0 / (1.0 + np.exp(-logits))
+    bins = score_bins(p)
+    ll = log_likelihoods(logits, correct)
+    correct = correct.astype(bool)
+    names, exercise_codes = np.unique(exercises.astype(str), return_inverse=True)
+    unique_days, day_codes = np.unique(days, return_inverse=True)
+    groups = day_codes * (len(names) + 1) + exercise_codes
+    totals = {}
+    for group_codes, label in ((groups, None),
+                               (day_codes * (len(names) + 1) + len(names), ALL_EXERCISES)):
+        keys, inverse = np.unique(group_codes, return_inverse=True)
+        flat = np.zeros((len(keys), ACCUMULATOR_SIZE))
+        np.add.at(flat, (inverse, bins + np.where(correct, _POSITIVE.start, _NEGATIVE.start)), 1)
+        np.add.at(flat, (inverse, bins + _SUM_P.start), p)
+        np.add.at(flat, (inverse, _SUM_LL), ll)
+        for key, accumulator in zip(keys, flat):
+            day, exercise = divmod(int(key), len(names) + 1)
+            name = label or str(names[exercise])
+            totals[(int(unique_days[day]), name)] = accumulator
+    return totals
+
+
+def auc_from_histograms(positives: np.ndarray, negatives: np.ndarray) -> Optional[float]:
+    """P(score of a random positive > score of a random negative), ties half."""
+    total_positive, total_negative = positives.sum(), negatives.sum()
+    if total_positive == 0 or total_negative == 0:
+        return None
+    negatives_below = np.concatenate(([0.0], np.cumsum(negatives)[:-1]))
+    wins = np.sum(positives * (negatives_below + 0.5 * negatives))
+    return float(wins / (total_positive * total_negative))
+
+
+def _ratio(numerator: float, denominator: float) -> Optional[float]:
+    return float(numerator / denominator) if denominator else None
+
+
+def metrics_record(day: int, exercise: str, model_version: str,
+                   accumulator: np.ndarray) -> dict:
+    """The daily metrics record the monitor writes (and the dashboard reads)."""
+    positives, negatives = accumulator[_POSITIVE], accumulator[_NEGATIVE]
+    sum_p = accumulator[_SUM_P]
+    samples = positives + negatives
+    total = float(samples.sum())
+    per_bin = NUM_SCORE_BINS // NUM_CALIBRATION_BINS
+    calibration = []
+    for index in range(NUM_CALIBRATION_BINS):
+        span = slice(index * per_bin, (index + 1) * per_bin)
+        count = float(samples[span].sum())
+        calibration.append({
+            "bin": index, "low": index / NUM_CALIBRATION_BINS,
+            "high": (index + 1) / NUM_CALIBRATION_BINS, "samples": int(count),
+            "observed_correct": _ratio(positives[span].sum(), count),
+            "mean_predicted": _ratio(sum_p[span].sum(), count)})
+    return {
+        "date": day_string(day), "exercise": exercise, "model_version": model_version,
+        "samples": int(total),
+        "mean_log_likelihood": _ratio(accumulator[_SUM_LL], total),
+        "observed_correct": _ratio(positives.sum(), total),
+        "mean_predicted_correct": _ratio(sum_p.sum(), total),
+        "auc": auc_from_histograms(positives, negatives),
+        "calibration": calibration,
+    }
+
+
+def sum_accumulators(accumulators: Iterable[np.ndarray]) -> np.ndarray:
+    total = np.zeros(ACCUMULATOR_SIZE)
+    for accumulator in accumulators:
+        total += accumulator
+    return total

@@ -1,0 +1,212 @@
+"""Monitor a model version on ProblemLogs: daily metrics and a dashboard.
+
+    python -m pipelines.monitor --input 'logs/*.avro' --params out/ --output monitoring/ \\
+        [--start_date 2026-11-01 --end_date 2026-11-07 | --window_days 1]
+    python -m pipelines.monitor --input bq://project.dataset.problem_logs \\
+        --params datastore --datastore_project P [--model_version V] --window_days 1 \\
+        --output gs://bucket/monitoring --metrics_table project:dataset.knowledge_metrics
+
+replays every student's history with the version's features (the training
+code, same seed and dimension), predicts each attempt inside the date window
+before it happens, and aggregates per exercise per day, and over all
+exercises: samples, mean log likelihood, observed vs mean predicted correct,
+AUC and a calibration table. Under --output:
+
+    metrics/daily/<date>.jsonl, .csv   one file per day; re-running a day replaces it
+    dashboard.html                     every day under metrics/daily, self-contained
+    monitor_summary.json               counts, days written, the latest day's regressions
+    dead_letter/*.jsonl                records that could not be used
+
+With --metrics_table the daily records also go to a day-partitioned BigQuery
+table, each run replacing its days' partitions.
+"""
+
+import datetime
+import json
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from models import monitoring_report, serving
+from models.param_store import ModelNotFound, Registry
+from pipelines.input_source import day_start_micros, problem_log_source
+from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError,
+                               command_line, date_window, output_path,
+                               parse_problem_number_range)
+from transforms.monitoring import DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery
+from transforms.read import DEAD_LETTER
+from transforms.read_bigquery import parse_table
+from transforms.run_summary import counter_values, summarize
+from transforms.sessionize import SessionizeByStudent
+from transforms.write import WriteJsonLines
+
+DAILY = ("metrics", "daily")
+
+
+class MonitorOptions(ProblemLogOptions, ParamStoreOptions, PipelineOptions):
+    """The monitor's own options, on top of the shared ones."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("monitoring")
+        group.add_argument("--params", default="",
+                           help="The model version to evaluate: a train_knowledge_model "
+                                "--output directory, or 'datastore' for --model_version "
+                                "(default: the active version) in --datastore_project.")
+        group.add_argument("--history_days", type=int, default=28,
+                           help="Days of logs read before the window's first day, so that "
+                                "students' states include their recent history (0: none; "
+                                "without a start date every log is read).")
+        group.add_argument("--metrics_table", default="",
+                           help="Also write the daily metrics to this day-partitioned "
+                                "BigQuery table, 'project:dataset.table' (created if "
+                                "needed; each day's partition is replaced).")
+        group.add_argument("--trailing_days", type=int, default=7,
+                           help="The dashboard compares each exercise's latest day with "
+                                "its average over this many days before it.")
+        group.add_argument("--regression_min_samples", type=int, default=30,
+                           help="Days with fewer samples are not compared for regressions.")
+
+
+def _read_text(path: str) -> str:
+    with FileSystems.open(path) as handle:
+        return handle.read().decode("utf-8")
+
+
+def load_model(options) -> serving.KnowledgeModel:
+    if options.params == "datastore":
+        if not options.datastore_project:
+            raise ValueError("--params datastore needs --datastore_project")
+        registry = Registry(options.datastore_project, options.datastore_namespace)
+        try:
+            return serving.load_version(registry, options.model_version or None)
+        except ModelNotFound as error:
+            raise ValueError(f"--params datastore: {error}") from None
+    try:
+        return serving.load_local(options.params, _read_text)
+    except (OSError, KeyError, ValueError) as error:
+        raise ValueError(f"--params {options.params!r} is not a training output directory "
+                         f"(params/params.jsonl, components/components.jsonl, "
+                         f"run_summary.json): {error}") from None
+
+
+def validate(options) -> dict:
+    """Raises ValueError naming the option."""
+    for name in ("output", "params"):
+        if not getattr(options, name):
+            raise ValueError(f"--{name} is required")
+    for name in ("history_days", "trailing_days", "regression_min_samples"):
+        if getattr(options, name) < 0:
+            raise ValueError(f"--{name} must be >= 0")
+    if options.metrics_table:
+        parse_table(options.metrics_table, "--metrics_table")
+    start, end = date_window(options)
+    read_start = start - datetime.timedelta(days=options.history_days) if start else None
+    return {
+        "model": load_model(options),
+        "source": problem_log_source(options, window=(read_start, end)),
+        "window": (start, end),
+        "problem_number_range": parse_problem_number_range(options.problem_number_range),
+    }
+
+
+def build(pipeline, options, settings) -> None:
+    model = settings["model"]
+    logs = pipeline | "ReadProblemLogs" >> settings["source"].read
+    students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
+        options.max_attempts_per_student)
+    metrics = students.students | "DailyMetrics" >> DailyMetrics(
+        {"params": {name: theta.tolist() for name, theta in model.params.items()},
+         "seed": model.components.seed, "num_random_features": model.components.dim,
+         "model_version": model.model_version},
+        settings["problem_number_range"], tuple(map(day_start_micros, settings["window"])))
+    _ = metrics | "WriteDailyFiles" >> WriteDailyFiles(output_path(options.output, *DAILY))
+    if options.metrics_table:
+        table = parse_table(options.metrics_table, "--metrics_table")
+        _ = metrics | "WriteMetricsTable" >> WriteDailyMetricsToBigQuery(table.spec())
+    _ = ((logs[DEAD_LETTER], students[DEAD_LETTER])
+         | "AllDeadLetters" >> beam.Flatten()
+         | "WriteDeadLetter" >> WriteJsonLines(output_path(options.output, "dead_letter",
+                                                          "dead_letter")))
+
+
+def _stale_dead_letters(options) -> list:
+    return [metadata.path for metadata in FileSystems.match(
+        [output_path(options.output, "dead_letter", "*")])[0].metadata_list]
+
+
+def _day_span(days) -> dict:
+    return {"count": len(days), "first": days[0] if days else None,
+            "last": days[-1] if days else None}
+
+
+def run(argv=None) -> dict:
+    """Run the monitor; returns its summary (also written to monitor_summary.json)."""
+    started = time.monotonic()
+    pipeline_options = PipelineOptions(argv)
+    options = pipeline_options.view_as(MonitorOptions)
+    try:
+        settings = validate(options)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    stale = _stale_dead_letters(options)
+    if stale:
+        FileSystems.delete(stale)
+
+    pipeline = beam.Pipeline(options=pipeline_options)
+    build(pipeline, options, settings)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    counters = counter_values(result)
+    daily = sorted(metadata.path for metadata in FileSystems.match(
+        [output_path(options.output, *DAILY, "*.jsonl")])[0].metadata_list)
+    records = [json.loads(line) for path in daily
+               for line in _read_text(path).splitlines() if line.strip()]
+    dashboard = output_path(options.output, "dashboard.html")
+    with FileSystems.create(dashboard) as handle:
+        handle.write(monitoring_report.render_dashboard(
+            records, trailing_days=options.trailing_days,
+            min_samples=options.regression_min_samples).encode("utf-8"))
+    start, end = settings["window"]
+    summary = {
+        **{name: value for name, value in summarize(counters).items()
+           if name.startswith(("records", "dead_letter", "duplicates", "students"))},
+        **{name: counters.get(name, 0)
+           for name in ("rows_scored", "rows_without_params", "rows_outside_window")},
+        "model_version": settings["model"].model_version,
+        "input": settings["source"].description,
+        "window": {"start_date": start.isoformat() if start else None,
+                   "end_date": (end - datetime.timedelta(days=1)).isoformat() if end else None},
+        "days_in_output": _day_span([path.rsplit("/", 1)[-1][:-len(".jsonl")]
+                                     for path in daily]),
+        "overall_change": monitoring_report.overall_change(
+            records, options.trailing_days, options.regression_min_samples),
+        "regressions": monitoring_report.regressions(
+            records, options.trailing_days, options.regression_min_samples),
+        "wall_time_seconds": round(time.monotonic() - started, 3),
+        "outputs": {"daily_metrics": output_path(options.output, *DAILY, "<date>.jsonl"),
+                    "dashboard": dashboard,
+                    "summary": output_path(options.output, "monitor_summary.json")},
+    }
+    with FileSystems.create(summary["outputs"]["summary"]) as handle:
+        handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
+    print(f"Scored {summary['rows_scored']} attempts of model version "
+          f"{summary['model_version']!r} ({summary['rows_without_params']} on exercises "
+          f"without parameters); {len(summary['regressions'])} exercises got worse than "
+          f"their trailing average. Dashboard: {dashboard}")
+    if summary["rows_scored"] == 0:
+        raise JobFailed("no attempt inside the window could be scored; check --input, the "
+                        "date window and --params")
+    return summary
+
+
+def main(argv=None):
+    command_line("python -m pipelines.monitor", __doc__,
+                 (ProblemLogOptions, ParamStoreOptions, MonitorOptions), run, argv)
+
+
+if __name__ == "__main__":
+    main()

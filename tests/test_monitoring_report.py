@@ -1,0 +1,382 @@
+"""Tests for models.monitoring_report: regressions and the HTML dashboard.
+
+The dashboard test renders the page in headless Chromium and checks the
+screenshot. Set DASHBOARD_SCREENSHOT=/some/path.png to keep a copy of it.
+"""
+
+import datetime
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+
+from models import monitoring_report as mr
+from models.logistic import auc as auc_score
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+INSTALL = "apt-get install -y --no-install-recommends chromium"
+WINDOW = (1280, 2400)
+
+
+def record(date, exercise, ll, samples, version="v1", auc=0.7, observed=0.7, predicted=0.7,
+           calibration=None):
+    return {"date": date, "exercise": exercise, "model_version": version, "samples": samples,
+            "mean_log_likelihood": ll, "observed_correct": observed,
+            "mean_predicted_correct": predicted, "auc": auc,
+            "calibration": calibration or []}
+
+
+def day(i):
+    return (datetime.date(2026, 11, 1) + datetime.timedelta(days=i)).isoformat()
+
+
+# --------------------------------------------------------------------------
+# Synthetic monitoring records: real predictions and answers aggregated the way
+# the monitoring pipeline does, so every number on the page is consistent.
+
+def _aggregate(date, exercise, version, p, y):
+    n = len(y)
+    ll = float(np.mean(np.where(y, np.log(p), np.log1p(-p)))) if n else None
+    bins = []
+    index = np.minimum((p * 10).astype(int), 9)
+    for b in range(10):
+        in_bin = index == b
+        k = int(in_bin.sum())
+        bins.append({"bin": b, "low": b / 10, "high": (b + 1) / 10, "samples": k,
+                     "observed_correct": float(y[in_bin].mean()) if k else None,
+                     "mean_predicted": float(p[in_bin].mean()) if k else None})
+    return {"date": date, "exercise": exercise, "model_version": version, "samples": n,
+            "mean_log_likelihood": ll,
+            "observed_correct": float(y.mean()) if n else None,
+            "mean_predicted_correct": float(p.mean()) if n else None,
+            "auc": auc_score(p, y) if n else None, "calibration": bins}
+
+
+def synthetic_records(days=30, exercises=20, seed=7, regression="long_division",
+                      change_day=15):
+    """`exercises` exercises over `days` days: sample sizes from a handful to
+    thousands a day, some days missing, model v2 from `change_day` (a little
+    better), and on the last day the `regression` exercise's predictions become
+    badly wrong."""
+    rng = np.random.default_rng(seed)
+    names = [regression, "fractions_1", "adding_decimals", "multiplying_fractions",
+             "order_of_operations", "linear_equations_1", "area_of_triangles",
+             "negative_numbers", "exponents_1", "ratios_intro", "percent_word_problems",
+             "place_value", "rounding_to_nearest_10", "mean_median_mode",
+             "slope_intercept_form", "systems_of_equations", "pythagorean_theorem",
+             "factoring_quadratics", "unit_conversion", "probability_1"][:exercises]
+    scale = {name: int(1500 * 0.78 ** i) + 15 for i, name in enumerate(
+        rng.permutation(names))}
+    skill = {name: rng.uniform(-0.5, 1.8) for name in names}
+    records = []
+    for d in range(days):
+        date = day(d)
+        version = "v1" if d < change_day else "v2"
+        slope, bias = (0.75, 0.25) if version == "v1" else (0.95, 0.05)   # v2 is better
+        ps, ys = [], []
+        for name in names:
+            if name == names[-1] and d % 5 == 3:      # an exercise with gaps
+                continue
+            n = int(rng.poisson(scale[name] * (0.75 if d % 7 in (5, 6) else 1.0)))
+            logit = rng.normal(skill[name], 1.1, n)
+            y = rng.random(n) < 1 / (1 + np.exp(-logit))
+            p = 1 / (1 + np.exp(-(slope * logit + bias)))
+            if name == regression and d == days - 1:
+                p = 1 / (1 + np.exp(-(-0.9 * logit + 0.5)))   # the model broke
+            p = np.clip(p, 1e-4, 1 - 1e-4)
+            ps.append(p)
+            ys.append(y)
+            records.append(_aggregate(date, name, version, p, y))
+        records.append(_aggregate(date, mr.ALL_EXERCISES, version,
+                                  np.concatenate(ps), np.concatenate(ys)))
+    return records
+
+
+# --------------------------------------------------------------------------
+# Regressions
+
+def test_regression_detection_by_hand():
+    records = []
+    # "drops": 6 trailing days (only the last 3 are in a 3-day window), then a drop
+    for i, (ll, n) in enumerate([(-0.1, 500), (-0.5, 100), (-0.5, 100),
+                                 (-0.50, 100), (-0.40, 300), (-0.60, 100)]):
+        records.append(record(day(i), "drops", ll, n, version="v1" if i < 5 else "v0"))
+    records.append(record(day(6), "drops", -0.90, 200, version="v2"))
+    # "small_dip": a mild drop
+    for i in range(6):
+        records.append(record(day(i), "small_dip", -0.50, 100))
+    records.append(record(day(6), "small_dip", -0.52, 100))
+    # "too_few": a huge drop, but only 29 samples on the latest day
+    for i in range(6):
+        records.append(record(day(i), "too_few", -0.30, 1000))
+    records.append(record(day(6), "too_few", -2.0, 29))
+    # "thin_history": trailing window holds 20 samples in total
+    records += [record(day(5), "thin_history", -0.3, 20), record(day(6), "thin_history", -1.5, 500)]
+    # stable and improving exercises
+    for i in range(7):
+        records.append(record(day(i), "stable", -0.45, 400))
+        records.append(record(day(i), "improving", -0.6 + 0.05 * i, 400))
+    # "__all__" is never an exercise
+    for i in range(7):
+        records.append(record(day(i), "__all__", -0.3 - 0.2 * (i == 6), 5000))
+
+    result = mr.regressions(records, trailing_days=3, min_samples=30)
+
+    assert [r["exercise"] for r in result] == ["drops", "small_dip"]
+    top = result[0]
+    trailing = (100 * -0.50 + 300 * -0.40 + 100 * -0.60) / 500      # = -0.46
+    assert top["trailing_mean_log_likelihood"] == pytest.approx(-0.46, abs=1e-12)
+    assert top["trailing_mean_log_likelihood"] == pytest.approx(trailing, abs=1e-12)
+    assert top["change"] == pytest.approx(-0.90 - -0.46, abs=1e-12)     # -0.44
+    assert top["mean_log_likelihood"] == -0.90
+    assert (top["date"], top["samples"], top["trailing_samples"]) == (day(6), 200, 500)
+    assert top["model_version"] == "v2"
+    assert top["trailing_model_versions"] == ["v0", "v1"]
+    assert (top["trailing_start"], top["trailing_end"], top["trailing_days"]) == (day(3), day(5), 3)
+    assert result[1]["change"] == pytest.approx(-0.02, abs=1e-12)
+    assert set(top) >= {"exercise", "date", "mean_log_likelihood", "trailing_mean_log_likelihood",
+                        "change", "samples", "trailing_samples", "model_version",
+                        "trailing_model_versions"}
+
+    assert [r["exercise"] for r in mr.regressions(records, trailing_days=3, min_samples=30,
+                                                  top=1)] == ["drops"]
+    # with min_samples lowered, the thin exercises are compared and are the worst
+    low = mr.regressions(records, trailing_days=3, min_samples=20, top=None)
+    assert [r["exercise"] for r in low] == ["too_few", "thin_history", "drops", "small_dip"]
+
+    overall = mr.overall_change(records, trailing_days=3, min_samples=30)
+    assert overall["exercise"] == "__all__"
+    assert overall["change"] == pytest.approx(-0.2, abs=1e-12)
+    assert overall["got_worse"] is True
+
+
+def test_dashboard_table_shows_version_changes():
+    records = [record(day(i), "drops", -0.4, 100, version="v1") for i in range(5)]
+    records.append(record(day(5), "drops", -0.9, 100, version="v2"))
+    page = mr.render_dashboard(records)
+    assert 'title="drops">drops</td>' in page
+    assert "\u22120.500" in page                     # the change, with a typographic minus
+    assert ">was v1</span>" in page                  # the trailing window's version
+    assert "model v2" in page                        # the version change is marked on charts
+
+
+def test_regressions_use_existing_days_and_edge_cases():
+    # gaps: the trailing window is the previous days *with data*, not calendar days
+    records = [record(day(0), "gappy", -0.2, 100), record(day(10), "gappy", -0.4, 100),
+               record(day(20), "gappy", -0.3, 100), record(day(21), "gappy", -0.9, 100)]
+    [r] = mr.regressions(records, trailing_days=2)
+    assert r["trailing_mean_log_likelihood"] == pytest.approx(-0.35)
+    assert r["change"] == pytest.approx(-0.55)
+    assert r["trailing_start"] == day(10)
+    # one day only, empty input, null values and malformed records
+    assert mr.regressions([record(day(0), "a", -0.5, 100)]) == []
+    assert mr.overall_change([record(day(0), "a", -0.5, 100)]) is None
+    assert mr.regressions([]) == []
+    assert mr.overall_change([]) is None
+    messy = [record(day(0), "a", -0.5, 100), record(day(1), "a", None, 0),
+             {"exercise": "no_date"}, "not a record", record(day(1), "b", float("nan"), 50)]
+    assert mr.regressions(messy) == []
+    with pytest.raises(ValueError):
+        mr.regressions(records, trailing_days=0)
+
+
+def test_overall_change_derived_from_exercises_when_all_is_missing():
+    records = []
+    for i in range(3):
+        records.append(record(day(i), "a", -0.5, 100))
+        records.append(record(day(i), "b", -0.3, 300))
+    records.append(record(day(3), "a", -0.9, 100))
+    records.append(record(day(3), "b", -0.3, 300))
+    overall = mr.overall_change(records, trailing_days=3)
+    assert overall["trailing_mean_log_likelihood"] == pytest.approx(-0.35)
+    assert overall["mean_log_likelihood"] == pytest.approx(-0.45)
+    assert overall["got_worse"]
+
+
+def test_synthetic_regression_is_found_first():
+    records = synthetic_records()
+    result = mr.regressions(records)
+    assert result[0]["exercise"] == "long_division"
+    assert result[0]["change"] < -0.3
+    assert result[0]["date"] == day(29)
+    assert all(r["change"] < 0 for r in result)
+    assert [r["change"] for r in result] == sorted(r["change"] for r in result)
+
+
+# --------------------------------------------------------------------------
+# HTML
+
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+def assert_self_contained(page):
+    assert not EXTERNAL.search(page)
+    assert "<script" not in page.lower()
+    assert "@import" not in page and "url(" not in page
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+
+
+def test_dashboard_is_self_contained_and_shows_regressions():
+    records = synthetic_records()
+    page = mr.render_dashboard(records, generated_at="2026-12-01 06:00 UTC")
+    assert_self_contained(page)
+    for found in mr.regressions(records):
+        assert f'title="{found["exercise"]}">{found["exercise"]}</td>' in page
+        assert mr._fmt(found["change"], signed=True) in page
+    assert "model versions v1, v2" in page
+    assert "model v2" in page                       # the version change is labelled
+    assert "got worse" in page
+    assert page.count("<svg") >= 5 + 12              # overview charts + 12 multiples
+    assert "2026-12-01 06:00 UTC" in page
+
+
+def test_dashboard_escapes_exercise_names():
+    evil = "<script>alert(1)</script>"
+    records = []
+    for i in range(8):
+        records.append(record(day(i), evil, -0.4 if i < 7 else -1.2, 500,
+                              version='v"<b>x</b>'))
+        records.append(record(day(i), "fine & dandy", -0.4, 500))
+    page = mr.render_dashboard(records, title="Monitoring <i>now</i>")
+    assert evil not in page
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>x</b>" not in page and "v&quot;&lt;b&gt;x&lt;/b&gt;" in page
+    assert "fine &amp; dandy" in page and "<i>now</i>" not in page
+    assert_self_contained(page)
+
+
+def test_dashboard_edge_cases():
+    empty = mr.render_dashboard([])
+    assert "There is no monitoring data" in empty
+    assert_self_contained(empty)
+    junk = mr.render_dashboard(["junk", {"date": "x"}])
+    assert "There is no monitoring data" in junk and "2 malformed records" in junk
+
+    one_day = mr.render_dashboard([record(day(0), "a", -0.5, 100, auc=None),
+                                   record(day(0), "__all__", -0.5, 100, auc=None)])
+    assert "No regressions" in one_day and "not enough history" in one_day
+    assert_self_contained(one_day)
+
+    stable = [record(day(i), name, -0.5, 100) for i in range(5) for name in ("a", "b")]
+    page = mr.render_dashboard(stable)
+    assert "No regressions" in page and "No model-wide regression" in page
+
+    gaps = [record(day(i), "a", -0.5 - 0.01 * i, 100, auc=None) for i in (0, 1, 5, 6, 9)]
+    page = mr.render_dashboard(gaps)
+    assert "No AUC in these records" in page
+    assert_self_contained(page)
+
+
+def test_write_dashboard(tmp_path):
+    path = mr.write_dashboard(synthetic_records(days=5, exercises=3), str(tmp_path / "d.html"))
+    text = (tmp_path / "d.html").read_text(encoding="utf-8")
+    assert path == str(tmp_path / "d.html") and "<svg" in text
+
+
+def test_read_records(tmp_path):
+    import json
+    records = synthetic_records(days=2, exercises=2)
+    (tmp_path / "part-0.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert mr.read_records(str(tmp_path / "*.jsonl")) == records
+
+
+# --------------------------------------------------------------------------
+# Headless Chromium
+
+def png_info(path):
+    """(width, height, colour type, bit depth) from the PNG header."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    return width, height, colour, depth
+
+
+def png_pixels(path):
+    """The pixels (height, width, channels) of an 8-bit non-interlaced PNG,
+    decoded with the standard library (zlib, struct) and numpy."""
+    with open(path, "rb") as f:
+        data = f.read()
+    width, height, colour, depth = png_info(path)
+    assert depth == 8 and colour in (0, 2, 4, 6) and data[28] == 0   # not interlaced
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    chunks, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            chunks.append(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * channels
+    assert len(raw) == height * (stride + 1)
+    out = bytearray(height * stride)
+    previous = bytes(stride)
+    for row in range(height):
+        start = row * (stride + 1)
+        kind, line = raw[start], raw[start + 1:start + 1 + stride]
+        if kind == 0:       # None
+            current = bytes(line)
+        elif kind == 1:     # Sub: a running sum along the row, per channel
+            sums = np.cumsum(np.frombuffer(line, np.uint8).reshape(width, channels), axis=0,
+                             dtype=np.uint64)
+            current = (sums & 255).astype(np.uint8).tobytes()
+        elif kind == 2:     # Up
+            current = ((np.frombuffer(line, np.uint8).astype(np.uint16)
+                        + np.frombuffer(previous, np.uint8)) & 255).astype(np.uint8).tobytes()
+        else:               # Average (3), Paeth (4): sequential along the row
+            c, up = bytearray(line), previous
+            for i in range(stride):
+                a = c[i - channels] if i >= channels else 0
+                if kind == 3:
+                    c[i] = (c[i] + ((a + up[i]) >> 1)) & 255
+                    continue
+                b, d = up[i], (up[i - channels] if i >= channels else 0)
+                pa, pb, pc = abs(b - d), abs(a - d), abs(a + b - 2 * d)
+                c[i] = (c[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else d)) & 255
+            current = bytes(c)
+        out[row * stride:(row + 1) * stride] = current
+        previous = current
+    return np.frombuffer(bytes(out), np.uint8).reshape(height, width, channels)
+
+
+def screenshot(html_path, png_path, profile_dir, size=WINDOW):
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", f"--user-data-dir={profile_dir}",
+               f"--window-size={size[0]},{size[1]}", "--hide-scrollbars",
+               f"--screenshot={png_path}", f"file://{html_path}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                    reason=f"headless Chromium is not installed (as root: apt-get update && "
+                           f"{INSTALL})")
+def test_dashboard_renders_in_headless_chromium(tmp_path):
+    html_path = tmp_path / "dashboard.html"
+    png_path = tmp_path / "dashboard.png"
+    mr.write_dashboard(synthetic_records(), str(html_path), generated_at="2026-12-01 06:00 UTC")
+    result = screenshot(html_path, png_path, tmp_path / "profile")
+    assert png_path.exists(), f"no screenshot; chromium said:\n{result.stderr[-3000:]}"
+    width, height, _, _ = png_info(png_path)
+    assert (width, height) == WINDOW
+
+    pixels = png_pixels(png_path)
+    assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
+    rgb = pixels[..., :3].reshape(-1, 3)
+    colours = np.unique(rgb[:, 0].astype(np.uint32) << 16 | rgb[:, 1].astype(np.uint32) << 8
+                        | rgb[:, 2])
+    assert len(colours) > 200, "the screenshot looks blank"
+    background = np.mean(np.all(rgb == rgb[0], axis=1))
+    assert background < 0.9, "the screenshot is mostly one colour"
+    # the chart colours are on the page (line blue and regression red, within antialiasing)
+    for colour in ((0x2f, 0x6d, 0xb0), (0xc2, 0x37, 0x2e)):
+        distance = np.abs(rgb.astype(np.int32) - colour).sum(axis=1)
+        assert (distance < 30).sum() > 50, f"no pixels of colour {colour}"
+    if os.environ.get("DASHBOARD_SCREENSHOT"):
+        shutil.copyfile(png_path, os.environ["DASHBOARD_SCREENSHOT"])
