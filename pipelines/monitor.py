@@ -34,8 +34,9 @@ from models.param_store import ModelNotFound, Registry
 from pipelines.input_source import day_start_micros, problem_log_source
 from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError,
                                command_line, date_window, output_path,
-                               parse_problem_number_range)
-from transforms.monitoring import DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery
+                               parse_problem_number_range, submits_only)
+from transforms.monitoring import (DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery,
+                                   WriteDashboard, read_daily_records)
 from transforms.read import DEAD_LETTER
 from transforms.read_bigquery import parse_table
 from transforms.run_summary import counter_values, summarize
@@ -43,6 +44,7 @@ from transforms.sessionize import SessionizeByStudent
 from transforms.write import WriteJsonLines
 
 DAILY = ("metrics", "daily")
+DASHBOARD = "dashboard.html"
 
 
 class MonitorOptions(ProblemLogOptions, ParamStoreOptions, PipelineOptions):
@@ -122,7 +124,12 @@ def build(pipeline, options, settings) -> None:
          "seed": model.components.seed, "num_random_features": model.components.dim,
          "model_version": model.model_version},
         settings["problem_number_range"], tuple(map(day_start_micros, settings["window"])))
-    _ = metrics | "WriteDailyFiles" >> WriteDailyFiles(output_path(options.output, *DAILY))
+    daily = output_path(options.output, *DAILY)
+    _ = (metrics
+         | "WriteDailyFiles" >> WriteDailyFiles(daily)
+         | "WriteDashboard" >> WriteDashboard(
+             daily, output_path(options.output, DASHBOARD), trailing_days=options.trailing_days,
+             min_samples=options.regression_min_samples))
     if options.metrics_table:
         table = parse_table(options.metrics_table, "--metrics_table")
         _ = metrics | "WriteMetricsTable" >> WriteDailyMetricsToBigQuery(table.spec())
@@ -158,18 +165,15 @@ def run(argv=None) -> dict:
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
     result = pipeline.run()
+    if submits_only(pipeline_options):
+        print(f"Job submitted; it writes the daily metrics and the dashboard under "
+              f"{options.output} (no monitor_summary.json for a templated launch).")
+        return {}
     result.wait_until_finish()
 
     counters = counter_values(result)
-    daily = sorted(metadata.path for metadata in FileSystems.match(
-        [output_path(options.output, *DAILY, "*.jsonl")])[0].metadata_list)
-    records = [json.loads(line) for path in daily
-               for line in _read_text(path).splitlines() if line.strip()]
-    dashboard = output_path(options.output, "dashboard.html")
-    with FileSystems.create(dashboard) as handle:
-        handle.write(monitoring_report.render_dashboard(
-            records, trailing_days=options.trailing_days,
-            min_samples=options.regression_min_samples).encode("utf-8"))
+    records = read_daily_records(output_path(options.output, *DAILY))
+    dashboard = output_path(options.output, DASHBOARD)
     start, end = settings["window"]
     summary = {
         **{name: value for name, value in summarize(counters).items()
@@ -180,8 +184,7 @@ def run(argv=None) -> dict:
         "input": settings["source"].description,
         "window": {"start_date": start.isoformat() if start else None,
                    "end_date": (end - datetime.timedelta(days=1)).isoformat() if end else None},
-        "days_in_output": _day_span([path.rsplit("/", 1)[-1][:-len(".jsonl")]
-                                     for path in daily]),
+        "days_in_output": _day_span(sorted({record["date"] for record in records})),
         "overall_change": monitoring_report.overall_change(
             records, options.trailing_days, options.regression_min_samples),
         "regressions": monitoring_report.regressions(

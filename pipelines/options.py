@@ -12,7 +12,7 @@ import sys
 from typing import Optional, Tuple
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from models.exercise_model import FitSettings
 from transforms.read import FORMATS
@@ -158,6 +158,13 @@ def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime
         raise ValueError(f"--end_date {options.end_date} is before --start_date "
                          f"{options.start_date}")
     return start, end + datetime.timedelta(days=1) if end else None
+
+
+def submits_only(pipeline_options) -> bool:
+    """True when running only writes a Dataflow job spec (a Flex Template
+    launch or a classic template): nothing can be waited for or read back, so
+    entry points return right after pipeline.run()."""
+    return bool(pipeline_options.view_as(GoogleCloudOptions).template_location)
 
 
 def output_path(output: str, *parts: str) -> str:

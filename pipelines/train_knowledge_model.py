@@ -27,11 +27,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.evaluation import DEPLOY_POLICIES, evaluate
 from models.exercise_model import FitSettings
-from models.param_store import Registry
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
+from models.param_store import Registry
 from pipelines.input_source import problem_log_source
-from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError, command_line,
-                               output_path, parse_problem_number_range)
+from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError,
+                               command_line, output_path, parse_problem_number_range,
+                               submits_only)
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
@@ -259,6 +260,11 @@ def run(argv=None) -> dict:
     build(pipeline, options, settings)
     try:
         result = pipeline.run()
+        if submits_only(pipeline_options):
+            print(f"Job submitted; it writes the parameters under {options.output}"
+                  f"{' and to Datastore' if options.params_sink == 'datastore' else ''} "
+                  f"(no run_summary.json for a templated launch).")
+            return {}
         result.wait_until_finish()
     except Exception as error:
         if options.params_sink != "datastore":

@@ -19,7 +19,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from models.knowledge_state import ComponentCache, replay_students
-from models.monitoring import (accumulate, day_of, metrics_record, sum_accumulators)
+from models.monitoring import accumulate, day_of, metrics_record, sum_accumulators
+from models.monitoring_report import render_dashboard
 from transforms.read import METRICS_NAMESPACE
 from transforms.replay import StudentBatchDoFn
 
@@ -148,6 +149,46 @@ class WriteDailyFiles(beam.PTransform):
                 | "GroupDays" >> beam.GroupByKey()
                 | "WriteDay" >> beam.FlatMapTuple(
                     lambda date, day_records: write_day(directory, date, day_records)))
+
+
+def read_daily_records(directory: str) -> list:
+    """Every record of every day file under `directory`, oldest day first."""
+    paths = sorted(metadata.path for metadata in FileSystems.match(
+        [FileSystems.join(directory, "*.jsonl")])[0].metadata_list)
+    records = []
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            records.extend(json.loads(line) for line in
+                           handle.read().decode("utf-8").splitlines() if line.strip())
+    return records
+
+
+class _RenderDashboard(beam.DoFn):
+    def __init__(self, directory, path, render_options):
+        self.directory, self.path, self.render_options = directory, path, render_options
+
+    def process(self, _, written_paths):
+        html = render_dashboard(read_daily_records(self.directory), **self.render_options)
+        with FileSystems.create(self.path) as handle:
+            handle.write(html.encode("utf-8"))
+        yield self.path
+
+
+class WriteDashboard(beam.PTransform):
+    """Paths of day files just written -> the dashboard of every day under
+    `directory` at `path`, rendered once they are all written (inside the job,
+    so a job launched from a template renders it too)."""
+
+    def __init__(self, directory: str, path: str, **render_options):
+        super().__init__()
+        self.directory, self.path, self.render_options = directory, path, render_options
+
+    def expand(self, written_paths):
+        return (written_paths.pipeline
+                | "Once" >> beam.Create([None])
+                | "Render" >> beam.ParDo(
+                    _RenderDashboard(self.directory, self.path, self.render_options),
+                    beam.pvalue.AsList(written_paths)))
 
 
 METRICS_BIGQUERY_SCHEMA = {"fields": [

@@ -1,0 +1,199 @@
+"""pipelines.monitor end to end: the daily aggregates equal an in-memory
+computation from serving predictions, a day monitored twice is not doubled, a
+deliberately worse model shows up as a regression, and the metrics fit the
+BigQuery table schema."""
+
+import collections
+import datetime
+import glob
+import json
+import os
+
+import fastavro
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models import serving
+from models.monitoring import ALL_EXERCISES, NUM_SCORE_BINS, accumulate, metrics_record
+from models.problem_log import ProblemLogParser
+from pipelines import generate_sample, monitor
+from pipelines.options import UsageError
+from pipelines.train_knowledge_model import run as train
+from transforms.monitoring import METRICS_BIGQUERY_SCHEMA, WriteDailyMetricsToBigQuery
+
+START, END = datetime.date(2026, 2, 1), datetime.date(2026, 2, 20)
+WHOLE_HISTORY = ["--history_days", "60"]  # the sample starts on 2026-01-01
+
+
+def read_jsonl(pattern):
+    records = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, encoding="utf-8") as handle:
+            records.extend(json.loads(line) for line in handle if line.strip())
+    return records
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("sample"))
+    generate_sample.main(["--output", directory, "--students", "200", "--seed", "7"])
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained(sample, tmp_path_factory):
+    output = str(tmp_path_factory.mktemp("model"))
+    train(["--input", os.path.join(sample, "*.avro"), "--output", output,
+           "--model_version", "good"])
+    return output
+
+
+@pytest.fixture(scope="module")
+def monitored(sample, trained, tmp_path_factory):
+    output = str(tmp_path_factory.mktemp("monitor"))
+    summary = monitor.run(["--input", os.path.join(sample, "*.avro"), "--params", trained,
+                           "--output", output, "--start_date", START.isoformat(),
+                           "--end_date", END.isoformat(), *WHOLE_HISTORY])
+    return output, summary
+
+
+def _day(micros):
+    return datetime.datetime.fromtimestamp(micros / 1e6, datetime.timezone.utc).date()
+
+
+def in_memory_predictions(sample, model):
+    """(day, exercise, p, correct) of every attempt in the window, from serving."""
+    parse = ProblemLogParser()
+    histories = collections.defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(sample, "*.avro"))):
+        with open(path, "rb") as handle:
+            for raw in fastavro.reader(handle):
+                log = parse(raw)
+                histories[log.user].append(log)
+    predictions = []
+    for history in histories.values():
+        for log, p in model.predict_each(history):
+            if p is not None and START <= _day(log.time_done) <= END:
+                predictions.append((_day(log.time_done).isoformat(), log.exercise, p,
+                                    log.correct))
+    return predictions
+
+
+def test_daily_aggregates_equal_an_in_memory_computation(sample, trained, monitored):
+    output, summary = monitored
+    predictions = in_memory_predictions(sample, serving.load_local(trained))
+    groups = collections.defaultdict(list)
+    for day, exercise, p, correct in predictions:
+        groups[(day, exercise)].append((p, correct))
+        groups[(day, ALL_EXERCISES)].append((p, correct))
+
+    records = {(r["date"], r["exercise"]): r
+               for r in read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl"))}
+    assert records.keys() == groups.keys()
+    assert summary["rows_scored"] == len(predictions)
+    for key, rows in groups.items():
+        p = np.array([row[0] for row in rows])
+        y = np.array([row[1] for row in rows])
+        record = records[key]
+        assert record["model_version"] == "good"
+        assert record["samples"] == len(rows)
+        ll = np.where(y, np.log(p), np.log1p(-p))
+        assert record["mean_log_likelihood"] == pytest.approx(ll.mean(), abs=1e-9)
+        assert record["observed_correct"] == pytest.approx(y.mean(), abs=1e-12)
+        assert record["mean_predicted_correct"] == pytest.approx(p.mean(), abs=1e-12)
+        if 0 < y.sum() < len(y):
+            # The histogram AUC is the exact AUC of scores rounded down to a bin.
+            binned = np.floor(p * NUM_SCORE_BINS)
+            assert record["auc"] == pytest.approx(roc_auc_score(y, binned), abs=1e-12)
+        else:
+            assert record["auc"] is None
+        for calibration in record["calibration"]:
+            inside = (p >= calibration["low"]) & (p < calibration["high"])
+            assert calibration["samples"] == inside.sum()
+            if inside.any():
+                assert calibration["observed_correct"] == pytest.approx(y[inside].mean())
+                assert calibration["mean_predicted"] == pytest.approx(p[inside].mean())
+    with open(os.path.join(output, "metrics", "daily", f"{START}.csv"), encoding="utf-8") as f:
+        assert len(f.read().splitlines()) == 1 + sum(1 for day, _ in records if day == str(START))
+
+
+def test_accumulators_add_up_in_any_split():
+    rng = np.random.default_rng(0)
+    days = rng.integers(0, 3, 500)
+    exercises = rng.choice(np.array(["a", "b", "c"], dtype=object), 500)
+    logits, correct = rng.normal(size=500), rng.random(500) < 0.6
+    whole = accumulate(days, exercises, logits, correct)
+    parts = [accumulate(days[s], exercises[s], logits[s], correct[s])
+             for s in (slice(0, 123), slice(123, 500))]
+    for key, accumulator in whole.items():
+        merged = sum(part.get(key, 0) for part in parts)
+        np.testing.assert_allclose(merged, accumulator, rtol=0, atol=1e-9)
+        assert metrics_record(key[0], key[1], "v", merged)["samples"] == metrics_record(
+            key[0], key[1], "v", accumulator)["samples"]
+
+
+def test_monitoring_a_day_twice_does_not_double_it(sample, trained, monitored, tmp_path):
+    output, _ = monitored
+    before = read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl"))
+    again = monitor.run(["--input", os.path.join(sample, "*.avro"), "--params", trained,
+                         "--output", output, "--start_date", END.isoformat(),
+                         "--end_date", END.isoformat(), *WHOLE_HISTORY])
+    assert again["days_in_output"]["count"] == (END - START).days + 1
+    assert read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl")) == before
+
+
+def test_a_worse_model_shows_up_as_a_regression(sample, trained, tmp_path):
+    worse = str(tmp_path / "worse")
+    train(["--input", os.path.join(sample, "*.avro"), "--output", worse,
+           "--model_version", "worse", "--l2", "100000"])
+    output = str(tmp_path / "monitor")
+    common = ["--input", os.path.join(sample, "*.avro"), "--output", output,
+              "--regression_min_samples", "10"]
+    good = monitor.run(common + ["--params", trained, "--start_date", "2026-02-10",
+                                 "--end_date", "2026-02-16"])
+    assert not good["overall_change"]["got_worse"] or good["regressions"]
+    last = monitor.run(common + ["--params", worse, "--start_date", "2026-02-17",
+                                 "--end_date", "2026-02-17"])
+    change = last["overall_change"]
+    assert change["got_worse"] and change["change"] < -0.01
+    on_the_last_day = [r for r in last["regressions"] if r["date"] == "2026-02-17"]
+    assert on_the_last_day and all(r["model_version"] == "worse" for r in on_the_last_day)
+    with open(os.path.join(output, "dashboard.html"), encoding="utf-8") as handle:
+        page = handle.read()
+    assert "got worse" in page
+    assert on_the_last_day[0]["exercise"] in page
+
+
+def test_datastore_params_give_the_same_metrics(datastore, sample, trained, monitored,
+                                                tmp_path):
+    train(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path / "model"),
+           "--model_version", "good", "--params_sink", "datastore",
+           "--datastore_project", datastore.project])
+    output = str(tmp_path / "monitor")
+    monitor.run(["--input", os.path.join(sample, "*.avro"), "--params", "datastore",
+                 "--datastore_project", datastore.project, "--output", output,
+                 "--start_date", START.isoformat(), "--end_date", END.isoformat(),
+                 *WHOLE_HISTORY])
+    assert read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl")) == read_jsonl(
+        os.path.join(monitored[0], "metrics", "daily", "*.jsonl"))
+
+
+def test_bad_params_are_a_usage_error(sample, tmp_path):
+    with pytest.raises(UsageError, match="--params .* is not a training output directory"):
+        monitor.run(["--input", os.path.join(sample, "*.avro"), "--params", str(tmp_path),
+                     "--output", str(tmp_path / "out")])
+
+
+def test_metrics_fit_the_bigquery_schema_and_replace_their_partition(bigquery, monitored):
+    records = read_jsonl(os.path.join(monitored[0], "metrics", "daily", f"{START}.jsonl"))
+    bigquery.create_table("monitoring", "metrics", METRICS_BIGQUERY_SCHEMA["fields"])
+    bigquery.insert_rows("monitoring", "metrics", records)  # raises on any row error
+    rows = bigquery.query("SELECT exercise, samples FROM monitoring.metrics")
+    assert sorted((r["exercise"], int(r["samples"])) for r in rows) == sorted(
+        (r["exercise"], r["samples"]) for r in records)
+
+    write = WriteDailyMetricsToBigQuery("p:d.t").write_transform()
+    assert write.table_reference(records[0]) == f"p:d.t${START:%Y%m%d}"
+    assert write.write_disposition == "WRITE_TRUNCATE"
+    assert write.method == write.Method.FILE_LOADS
