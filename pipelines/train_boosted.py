@@ -35,7 +35,7 @@ from models.exercise_model import FitSettings
 from models.sparse_features import TEMPLATES, parse_templates
 from pipelines.input_source import problem_log_source
 from pipelines.options import (ProblemLogOptions, UsageError, command_line, output_path,
-                               parse_problem_number_range)
+                               parse_problem_number_range, submits_only)
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
@@ -178,7 +178,8 @@ def knowledge_model_holdout(store: str) -> dict:
                     "rows of each exercise (all of them below --max_samples_per_exercise)"}
 
 
-def train(argv, options: BoostedOptions, store: str, templates, l1_values) -> dict:
+def train(argv, options: BoostedOptions, store: str, templates, l1_values,
+          wait: bool = True) -> dict:
     """Pipeline 2: store -> boosted models, loss curve, evaluation."""
     vocabularies = {template: read_vocabulary(output_path(store, "vocabulary"), template)
                     for template in templates}
@@ -205,7 +206,10 @@ def train(argv, options: BoostedOptions, store: str, templates, l1_values) -> di
          | "WriteEvaluation" >> beam.io.WriteToText(
              output_path(output, "evaluation"), file_name_suffix=".json", num_shards=1,
              shard_name_template=""))
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    if not wait:
+        return {}
+    result.wait_until_finish()
     with FileSystems.open(output_path(output, "evaluation.json")) as handle:
         return json.loads(handle.read().decode("utf-8"))
 
@@ -233,6 +237,16 @@ def run(argv=None) -> dict:
     built = options.rebuild_store or not store_exists(store)
     if not built:
         check_store_settings(store, options)
+    if submits_only(PipelineOptions(argv)):
+        # A template launch creates one job, and the training job reads the
+        # store that the store-build job writes: only training can be templated.
+        if built:
+            raise UsageError(f"--store {store!r} holds no columnar store; a templated launch "
+                             f"runs one job, so build the store first (run once without a "
+                             f"template) and launch training against it")
+        train(argv, options, store, templates, l1_values, wait=False)
+        print(f"Job submitted; it trains from {store} and writes under {options.output}.")
+        return {}
     store_build = build_store(argv, options, store) if built else None
     models = train(argv, options, store, templates, l1_values)
     summary = {

@@ -1,0 +1,270 @@
+"""Generate the Dataflow Flex Template metadata of every pipeline.
+
+    python -m templates.generate            # (re)write templates/<pipeline>.json
+    python -m templates.generate --check    # exit 1 if a file is stale or missing
+    python -m templates.generate --print train_boosted
+
+A pipeline is a module under pipelines/ with a main() that defines its own
+PipelineOptions subclass (train_knowledge_model, train_boosted; a new one, such
+as a monitoring pipeline, is picked up without changes here). Its template
+parameters are exactly the flags of its option classes and their shared bases
+(e.g. ProblemLogOptions), never the generic Beam options:
+
+* name: the flag without "--"; label: the name in words; helpText: the
+  argparse help, plus the default when the help does not state it;
+* isOptional: false only for argparse-required flags and REQUIRED below (flags
+  with an empty default that the pipeline's validation insists on);
+* regexes: from the flag's type (int, float), choices and boolean actions, or
+  from REGEXES below for values with a format (gs:// paths, bq:// tables,
+  dates, lists). A string flag without an entry there is an error, so a new
+  option cannot ship without validation.
+
+Boolean flags (store_true, e.g. --overwrite) are parameters taking "true" or
+"false": the Flex Template launcher passes every parameter as --name=value,
+and the program it runs rewrites those with pipelines.launch.flex_template_argv
+(argparse itself rejects "--overwrite=true").
+
+tests/test_templates.py fails when the checked-in files differ from what this
+generates; run the first command above and commit the result.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/generate.py
+    sys.path.insert(0, str(ROOT))
+
+# pylint: disable=wrong-import-position
+from models.problem_log import FIELDS  # noqa: E402
+from models.sparse_features import TEMPLATES as FEATURE_TEMPLATES  # noqa: E402
+from pipelines import launch  # noqa: E402
+from transforms import read_bigquery  # noqa: E402
+
+TEMPLATE_DIR = ROOT / "templates"
+REGENERATE = "python -m templates.generate"
+
+# --------------------------------------------------------------------------
+# Validation building blocks. Plain syntax only (groups, classes, ^$, \s, \S):
+# the same in Python, Java and RE2.
+_BUCKET = r"[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]"
+_TABLE = read_bigquery._TABLE_SPEC.pattern  # pylint: disable=protected-access
+_PROJECT = read_bigquery._PROJECT  # pylint: disable=protected-access
+_DATASET = read_bigquery._DATASET  # pylint: disable=protected-access
+_TABLE_NAME = read_bigquery._TABLE  # pylint: disable=protected-access
+_NUMBER = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+_POSITIVE_NUMBER = r"([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)([eE][-+]?[0-9]+)?"
+_ONE_OF = lambda names: "(" + "|".join(re.escape(name) for name in names) + ")"  # noqa: E731
+
+INT = r"^-?[0-9]+$"
+NON_NEGATIVE_INT = r"^[0-9]+$"
+POSITIVE_INT = r"^[1-9][0-9]*$"
+FLOAT = rf"^[-+]?{_NUMBER}$"
+NON_NEGATIVE_FLOAT = rf"^{_NUMBER}$"
+POSITIVE_FLOAT = rf"^{_POSITIVE_NUMBER}$"
+FRACTION = r"^(0?\.[0-9]+|0)$"  # [0, 1)
+BOOLEAN = r"^(true|false)$"
+DATE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+GCS_FILES = rf"^gs://{_BUCKET}/\S+$"
+GCS_DIRECTORY = rf"^gs://{_BUCKET}(/\S*)?$"
+PROJECT = rf"^{_PROJECT}$"
+
+# Values with a format, by flag name.
+REGEXES: Dict[str, str] = {
+    "input": rf"^(gs://{_BUCKET}/\S+|bq://{_TABLE})$",
+    "output": GCS_DIRECTORY,
+    "store": GCS_DIRECTORY,
+    "training_rows_output": GCS_DIRECTORY,
+    "column_mapping": (rf"^{_ONE_OF(FIELDS)}=[^,=\s]+(,{_ONE_OF(FIELDS)}=[^,=\s]+)*$"),
+    "problem_number_range": r"^[1-9][0-9]*,[1-9][0-9]*$",
+    "bq_project": PROJECT,
+    "bq_dataset": rf"^{_DATASET}$",
+    "bq_table": rf"^{_TABLE_NAME}$",
+    "bq_temp_dataset": rf"^{_PROJECT}[.:]{_DATASET}$",
+    "input_query": r"(?i)^\s*(select|with)\s[\s\S]*$",
+    "start_date": DATE,
+    "end_date": DATE,
+    "run_date": DATE,
+    "model_version": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    "datastore_project": PROJECT,
+    "datastore_namespace": r"^[A-Za-z0-9._-]{1,100}$",
+    "datastore_batch_size": r"^([1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$",
+    "templates": rf"^{_ONE_OF(FEATURE_TEMPLATES)}(,{_ONE_OF(FEATURE_TEMPLATES)})*$",
+    "l1": rf"^{_NUMBER}(,{_NUMBER})*$",
+    "holdout_fraction": FRACTION,
+    "l2": NON_NEGATIVE_FLOAT,
+    "initial_step": POSITIVE_FLOAT,
+    "params": rf"^(datastore|gs://{_BUCKET}(/\S*)?)$",
+    "metrics_table": rf"^{_TABLE}$",
+}
+# Integers the pipelines require to be >= 1 (or >= 0).
+POSITIVE_INTS = {"max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
+                 "min_samples", "max_iterations", "replay_batch_size",
+                 "datastore_write_attempts", "iterations", "feature_shards"}
+NON_NEGATIVE_INTS = {"window_days", "min_feature_count", "history_days", "trailing_days",
+                     "regression_min_samples"}
+# Empty by default, but the pipelines refuse to run without them.
+REQUIRED = {"output", "params"}
+
+LABEL_WORDS = {"bq": "BigQuery", "l1": "L1", "l2": "L2", "id": "ID"}
+LABELS = {
+    "input": "ProblemLogs input",
+    "output": "Output directory",
+    "l1": "L1 strengths",
+    "l2": "L2 penalty",
+    "seed": "Model seed",
+    "store": "Columnar store directory",
+    "templates": "Feature templates",
+}
+NAMES = {"train_knowledge_model": "Knowledge model training",
+         "train_boosted": "Parallel-boosted model training",
+         "monitor": "Knowledge model monitoring"}
+
+
+class MetadataError(ValueError):
+    """An option the generator cannot describe (e.g. no validation regex)."""
+
+
+def label(name: str) -> str:
+    if name in LABELS:
+        return LABELS[name]
+    words = [LABEL_WORDS.get(word, word) for word in name.split("_")]
+    return " ".join([words[0][:1].upper() + words[0][1:]] + words[1:])
+
+
+def default_text(action: argparse.Action) -> str:
+    """The default as a template parameter value ('' when there is none)."""
+    if launch.is_boolean(action):
+        return launch.TRUE if action.default else launch.FALSE
+    if action.default is None:
+        return ""
+    return str(action.default)
+
+
+def help_text(action: argparse.Action) -> str:
+    text = " ".join((action.help or "").split())
+    if "%(" in text:
+        text = text % {**vars(action), "prog": ""}
+    if launch.is_boolean(action):
+        return f"{text} true or false (default: {default_text(action)})."
+    default = default_text(action)
+    if default and "default" not in text.lower():
+        text = f"{text} Default: {default}."
+    return text
+
+
+def regexes(name: str, action: argparse.Action) -> List[str]:
+    if launch.is_boolean(action):
+        return [BOOLEAN]
+    if name in REGEXES:
+        return [REGEXES[name]]
+    if action.choices:
+        return [f"^{_ONE_OF(str(choice) for choice in action.choices)}$"]
+    if action.type is int:
+        if name in POSITIVE_INTS:
+            return [POSITIVE_INT]
+        return [NON_NEGATIVE_INT if name in NON_NEGATIVE_INTS else INT]
+    if action.type is float:
+        return [FLOAT]
+    raise MetadataError(f"--{name} has no validation regex: add one to REGEXES in "
+                        f"templates/generate.py, then run {REGENERATE}")
+
+
+def parameter(action: argparse.Action) -> dict:
+    name = action.dest
+    return {
+        "name": name,
+        "label": label(name),
+        "helpText": help_text(action),
+        "isOptional": not (action.required or name in REQUIRED),
+        "regexes": regexes(name, action),
+    }
+
+
+def option_actions(module) -> List[argparse.Action]:
+    """The pipeline's own flags, in definition order (shared classes first)."""
+    parser = launch.options_parser(launch.options_classes(module))
+    return [action for action in parser._actions  # pylint: disable=protected-access
+            if action.option_strings and action.dest != "help"]
+
+
+def description(module) -> str:
+    first_paragraph = (module.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(first_paragraph.split())
+
+
+def metadata(name: str, module) -> dict:
+    return {
+        "name": NAMES.get(name, label(name)),
+        "description": description(module),
+        "parameters": [parameter(action) for action in option_actions(module)],
+    }
+
+
+def render(document: dict) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def generate() -> Dict[str, str]:
+    """file name -> content, for every pipeline."""
+    return {f"{name}.json": render(metadata(name, module))
+            for name, module in launch.pipeline_modules().items()}
+
+
+def stale(directory: Path = TEMPLATE_DIR) -> List[str]:
+    """What differs between `directory` and the generator: one line each."""
+    expected = generate()
+    present = {path.name for path in directory.glob("*.json")}
+    problems = []
+    for file_name, content in sorted(expected.items()):
+        path = directory / file_name
+        if file_name not in present:
+            problems.append(f"{path} is missing")
+        elif path.read_text(encoding="utf-8") != content:
+            problems.append(f"{path} is out of date")
+    for file_name in sorted(present - set(expected)):
+        problems.append(f"{directory / file_name} belongs to no pipeline under pipelines/")
+    return problems
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog=REGENERATE, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="Only report stale or missing files (exit status 1).")
+    parser.add_argument("--print", dest="print_name", metavar="PIPELINE", default="",
+                        help="Print one pipeline's metadata instead of writing files.")
+    parser.add_argument("--directory", default=str(TEMPLATE_DIR), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    directory = Path(args.directory)
+    if args.print_name:
+        documents = generate()
+        file_name = f"{args.print_name}.json"
+        if file_name not in documents:
+            parser.error(f"no pipeline {args.print_name!r}; pipelines: "
+                         f"{', '.join(sorted(os.path.splitext(n)[0] for n in documents))}")
+        sys.stdout.write(documents[file_name])
+        return
+    if args.check:
+        problems = stale(directory)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"regenerate with: {REGENERATE}")
+            sys.exit(1)
+        return
+    for file_name, content in generate().items():
+        path = directory / file_name
+        if not path.exists() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+            print(f"wrote {path}")
+    for problem in stale(directory):
+        print(f"warning: {problem}")
+
+
+if __name__ == "__main__":
+    main()
