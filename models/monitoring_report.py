@@ -14,12 +14,11 @@ together)::
   likelihood is below their trailing (sample-weighted) average, worst first.
 * ``overall_change(records)``: the same comparison for ``"__all__"``, so a
   report can say whether the model as a whole got worse.
-* ``render_dashboard(records)`` / ``write_dashboard(records, path)``: one
-  self-contained HTML page (inline CSS and SVG; no script, font or image is
+* ``render_dashboard(records)``: one self-contained HTML page (inline CSS and SVG; no script, font or image is
   fetched), readable offline and in a mail attachment.
 
-Pure Python (no Beam); ``read_records`` loads the JSON lines the pipeline
-writes.
+Pure Python (no Beam): transforms/monitoring.py reads the daily files and
+writes the page.
 
 Conventions: log likelihoods are natural-log means per attempt, so higher
 (closer to 0) is better and a negative change is a regression. Days are
@@ -31,9 +30,7 @@ samples); for the same model version the last one read wins.
 
 import dataclasses
 import datetime
-import glob
 import html
-import json
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -226,20 +223,6 @@ class _Data:
     @property
     def empty(self) -> bool:
         return not self.overall
-
-
-def read_records(paths) -> List[dict]:
-    """The records in JSON lines files: a path, a glob, or a list of them."""
-    if isinstance(paths, str):
-        paths = [paths]
-    records = []
-    for pattern in paths:
-        for path in sorted(glob.glob(pattern)) or [pattern]:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        records.append(json.loads(line))
-    return records
 
 
 # --------------------------------------------------------------------------
@@ -1095,11 +1078,3 @@ def render_dashboard(records, title: str = "Knowledge model monitoring", *,
         + _esc(" ".join(notes)) + "</footer>")
     parts.append("</main></body></html>\n")
     return "".join(parts)
-
-
-def write_dashboard(records, path: str, **kwargs) -> str:
-    """Render the dashboard and write it to `path` (UTF-8); returns the path."""
-    page = render_dashboard(records, **kwargs)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path

@@ -8,7 +8,6 @@ run here through the emulator's jobs.query instead."""
 
 import datetime
 import glob
-import json
 import os
 
 import fastavro
@@ -17,6 +16,7 @@ import pytest
 from pipelines import generate_sample
 from pipelines.options import UsageError
 from pipelines.train_knowledge_model import run
+from tests.jsonl import read_jsonl
 from transforms.read_bigquery import windowed_query
 
 DATASET = "logs"
@@ -26,14 +26,6 @@ SCHEMA = [("student_id", "STRING"), ("exercise", "STRING"), ("problem_type", "ST
 START, END = datetime.date(2026, 2, 1), datetime.date(2026, 2, 14)
 COMMON = ["--model_version", "bq-test", "--max_samples_per_exercise", "1000000",
           "--min_samples", "10", "--column_mapping", "user=student_id"]
-
-
-def read_jsonl(pattern):
-    records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, encoding="utf-8") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records
 
 
 @pytest.fixture(scope="module")

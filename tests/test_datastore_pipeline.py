@@ -12,19 +12,12 @@ import numpy as np
 import pytest
 
 from models import param_store, serving
-from models.problem_log import ProblemLogParser
+from models.problem_log import ProblemLogParser, format_timestamp
 from pipelines import generate_sample, model_registry
 from pipelines.options import JobFailed, UsageError
 from pipelines.train_knowledge_model import run
 from tests.datastore_emulator import DatastoreEmulator
-
-
-def read_jsonl(pattern):
-    records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, encoding="utf-8") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records
+from tests.jsonl import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +84,8 @@ def test_serving_predicts_what_training_rows_say(datastore, sample, tmp_path):
     for user, history in histories.items():
         for log, prediction in from_datastore.predict_each(history):
             if prediction is not None:
-                served[(user, log.exercise, _iso(log.time_done), log.problem_number)] = prediction
+                served[(user, log.exercise, format_timestamp(log.time_done),
+                        log.problem_number)] = prediction
     assert served.keys() == expected.keys()
     np.testing.assert_allclose([served[key] for key in expected], list(expected.values()),
                                rtol=0, atol=1e-12)
@@ -102,11 +96,6 @@ def test_serving_predicts_what_training_rows_say(datastore, sample, tmp_path):
     before = [other for other in histories[user] if other.time_done < log.time_done]
     assert from_files.predict(before, log.exercise) == pytest.approx(prediction, abs=1e-12)
     assert from_files.predict(before, "no-such-exercise") is None
-
-
-def _iso(micros):
-    from models.problem_log import format_timestamp
-    return format_timestamp(micros)
 
 
 def test_rerunning_a_version_replaces_it_without_stale_entities(datastore, sample, tmp_path):

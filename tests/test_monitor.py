@@ -6,7 +6,6 @@ BigQuery table schema."""
 import collections
 import datetime
 import glob
-import json
 import os
 
 import fastavro
@@ -20,18 +19,11 @@ from models.problem_log import ProblemLogParser
 from pipelines import generate_sample, monitor
 from pipelines.options import UsageError
 from pipelines.train_knowledge_model import run as train
+from tests.jsonl import read_jsonl
 from transforms.monitoring import METRICS_BIGQUERY_SCHEMA, WriteDailyMetricsToBigQuery
 
 START, END = datetime.date(2026, 2, 1), datetime.date(2026, 2, 20)
 WHOLE_HISTORY = ["--history_days", "60"]  # the sample starts on 2026-01-01
-
-
-def read_jsonl(pattern):
-    records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, encoding="utf-8") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records
 
 
 @pytest.fixture(scope="module")

@@ -273,19 +273,6 @@ def test_dashboard_edge_cases():
     assert_self_contained(page)
 
 
-def test_write_dashboard(tmp_path):
-    path = mr.write_dashboard(synthetic_records(days=5, exercises=3), str(tmp_path / "d.html"))
-    text = (tmp_path / "d.html").read_text(encoding="utf-8")
-    assert path == str(tmp_path / "d.html") and "<svg" in text
-
-
-def test_read_records(tmp_path):
-    import json
-    records = synthetic_records(days=2, exercises=2)
-    (tmp_path / "part-0.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    assert mr.read_records(str(tmp_path / "*.jsonl")) == records
-
-
 # --------------------------------------------------------------------------
 # Headless Chromium
 
@@ -360,7 +347,9 @@ def screenshot(html_path, png_path, profile_dir, size=WINDOW):
 def test_dashboard_renders_in_headless_chromium(tmp_path):
     html_path = tmp_path / "dashboard.html"
     png_path = tmp_path / "dashboard.png"
-    mr.write_dashboard(synthetic_records(), str(html_path), generated_at="2026-12-01 06:00 UTC")
+    html_path.write_text(mr.render_dashboard(synthetic_records(),
+                                             generated_at="2026-12-01 06:00 UTC"),
+                         encoding="utf-8")
     result = screenshot(html_path, png_path, tmp_path / "profile")
     assert png_path.exists(), f"no screenshot; chromium said:\n{result.stderr[-3000:]}"
     width, height, _, _ = png_info(png_path)

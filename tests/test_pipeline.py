@@ -22,20 +22,13 @@ from models.logistic import fit_logistic, objective
 from models.problem_log import ProblemLogParser, format_timestamp
 from pipelines import generate_sample
 from pipelines.train_knowledge_model import run
+from tests.jsonl import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 0
 D = 100
 L2 = 30.0
 COMMON = ["--model_version", "test-v1", "--max_samples_per_exercise", "1000000"]
-
-
-def read_jsonl(pattern):
-    records = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path) as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
-    return records
 
 
 def params_by_exercise(output):

@@ -4,7 +4,6 @@ against the in-memory boosting loop on the same examples."""
 
 import collections
 import glob
-import json
 import os
 import types
 
@@ -20,16 +19,12 @@ from models.problem_log import ProblemLogParser
 from models.sparse_features import TEMPLATES, student_features
 from pipelines import generate_sample
 from pipelines.train_boosted import run
+from tests.jsonl import read_jsonl
 from transforms.boosted_training import table_to_blocks
 from transforms.columnar_store import read_vocabulary
 
 ITERATIONS = 6
 MIN_COUNT = 2
-
-
-def read_jsonl(path):
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 @pytest.fixture(scope="module")
