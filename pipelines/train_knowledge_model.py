@@ -246,15 +246,14 @@ def run(argv=None) -> dict:
         settings = validate(options)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if options.params_sink == "datastore":
+        settings["baseline_thetas"], settings["baseline"] = active_baseline(options, settings)
     existing = previous_outputs(options)
     if existing and not options.overwrite:
         raise UsageError(f"--output {options.output!r} already holds outputs of a run "
                          f"(e.g. {existing[0]}); pass --overwrite to replace them")
     if existing:
         FileSystems.delete(existing)
-
-    if options.params_sink == "datastore":
-        settings["baseline_thetas"], settings["baseline"] = active_baseline(options, settings)
 
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
