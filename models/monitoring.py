@@ -21,7 +21,8 @@ NUM_CALIBRATION_BINS = 10
 _POSITIVE, _NEGATIVE, _SUM_P = (slice(i * NUM_SCORE_BINS, (i + 1) * NUM_SCORE_BINS)
                                 for i in range(3))
 _SUM_LL = 3 * NUM_SCORE_BINS
-ACCUMULATOR_SIZE = _SUM_LL + 1
+_SUM_LL_SQUARED = _SUM_LL + 1  # for the day's spread, so a drop can be tested against noise
+ACCUMULATOR_SIZE = _SUM_LL_SQUARED + 1
 _MICROS_PER_DAY = 86_400 * 1_000_000
 _EPOCH_DAY = datetime.date(1970, 1, 1)
 
@@ -62,6 +63,7 @@ def accumulate(days: np.ndarray, exercises: np.ndarray, logits: np.ndarray,
         np.add.at(flat, (inverse, bins + np.where(correct, _POSITIVE.start, _NEGATIVE.start)), 1)
         np.add.at(flat, (inverse, bins + _SUM_P.start), p)
         np.add.at(flat, (inverse, _SUM_LL), ll)
+        np.add.at(flat, (inverse, _SUM_LL_SQUARED), ll * ll)
         for key, accumulator in zip(keys, flat):
             day, exercise = divmod(int(key), len(names) + 1)
             name = label or str(names[exercise])
@@ -100,10 +102,15 @@ def metrics_record(day: int, exercise: str, model_version: str,
             "high": (index + 1) / NUM_CALIBRATION_BINS, "samples": int(count),
             "observed_correct": _ratio(positives[span].sum(), count),
             "mean_predicted": _ratio(sum_p[span].sum(), count)})
+    mean_ll = _ratio(accumulator[_SUM_LL], total)
+    spread = None
+    if total:
+        spread = float(np.sqrt(max(0.0, accumulator[_SUM_LL_SQUARED] / total - mean_ll ** 2)))
     return {
         "date": day_string(day), "exercise": exercise, "model_version": model_version,
         "samples": int(total),
-        "mean_log_likelihood": _ratio(accumulator[_SUM_LL], total),
+        "mean_log_likelihood": mean_ll,
+        "log_likelihood_std": spread,
         "observed_correct": _ratio(positives.sum(), total),
         "mean_predicted_correct": _ratio(sum_p.sum(), total),
         "auc": auc_from_histograms(positives, negatives),

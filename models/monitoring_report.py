@@ -35,6 +35,10 @@ import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 ALL_EXERCISES = "__all__"
+# A drop counts as a regression only when it exceeds this many standard
+# errors of the difference of means (per-attempt spread from the records):
+# with thousands of exercises a plain "below the average" flags half of them.
+SIGNIFICANCE_Z = 2.0
 
 # A light, neutral palette (colour-blind safe pairs: blue/orange).
 _INK = "#1f2933"
@@ -70,6 +74,7 @@ class _Day:
     versions: Tuple[str, ...]
     samples: int
     ll: Optional[float]
+    ll_squared: Optional[float]  # mean of squared log likelihoods: the day's spread
     observed: Optional[float]
     predicted: Optional[float]
     auc: Optional[float]
@@ -128,12 +133,15 @@ def _parse(record) -> _Day:
         bins.append(_Bin(int(index), _number(item.get("low")), _number(item.get("high")),
                          _count(item.get("samples")), _number(item.get("observed_correct")),
                          _number(item.get("mean_predicted"))))
+    ll, spread = (_number(record.get(name)) for name in ("mean_log_likelihood",
+                                                         "log_likelihood_std"))
     return _Day(
         date=_date(record.get("date")),
         exercise=exercise,
         versions=versions,
         samples=_count(record.get("samples")),
-        ll=_number(record.get("mean_log_likelihood")),
+        ll=ll,
+        ll_squared=(None if ll is None or spread is None else spread ** 2 + ll ** 2),
         observed=_number(record.get("observed_correct")),
         predicted=_number(record.get("mean_predicted_correct")),
         auc=_number(record.get("auc")),
@@ -173,6 +181,8 @@ def _combine(days: Sequence[_Day], date: datetime.date, exercise: str) -> _Day:
         versions=tuple(sorted({v for day in days for v in day.versions})),
         samples=sum(day.samples for day in days),
         ll=_weighted((day.samples, day.ll) for day in days),
+        ll_squared=(None if any(day.ll_squared is None for day in days) else
+                    _weighted((day.samples, day.ll_squared) for day in days)),
         observed=_weighted((day.samples, day.observed) for day in days),
         predicted=_weighted((day.samples, day.predicted) for day in days),
         auc=days[0].auc if len(days) == 1 else None,
@@ -252,12 +262,23 @@ def _compare(days: Sequence[_Day], trailing_days: int, min_samples: int) -> Opti
     if latest.samples < min_samples or trailing_samples < min_samples:
         return None
     trailing = sum(d.samples * d.ll for d in window) / trailing_samples
+    standard_error = None
+    if latest.ll_squared is not None and all(d.ll_squared is not None for d in window):
+        trailing_squared = sum(d.samples * d.ll_squared for d in window) / trailing_samples
+        standard_error = math.sqrt(
+            max(0.0, latest.ll_squared - latest.ll ** 2) / latest.samples
+            + max(0.0, trailing_squared - trailing ** 2) / trailing_samples)
+    change = latest.ll - trailing
     return {
         "exercise": latest.exercise,
         "date": latest.date.isoformat(),
         "mean_log_likelihood": latest.ll,
         "trailing_mean_log_likelihood": trailing,
-        "change": latest.ll - trailing,
+        "change": change,
+        # Without the days' spread (older records) every drop counts.
+        "standard_error": standard_error,
+        "significant": change < 0 and (standard_error is None
+                                       or change < -SIGNIFICANCE_Z * standard_error),
         "samples": latest.samples,
         "trailing_samples": trailing_samples,
         "trailing_days": len(window),
@@ -279,7 +300,9 @@ def regressions(records, trailing_days: int = 7, min_samples: int = 30,
     skipped. Returns dicts with exercise, date, mean_log_likelihood,
     trailing_mean_log_likelihood, change (latest - trailing; negative = worse),
     samples, trailing_samples, trailing_days, trailing_start, trailing_end,
-    model_version and trailing_model_versions, only for change < 0, sorted by
+    model_version, trailing_model_versions, standard_error and significant,
+    only for significant drops (change below -SIGNIFICANCE_Z standard errors, or
+    any drop for records without log_likelihood_std), sorted by
     change ascending, at most ``top`` (None: all).
     """
     _check(trailing_days, min_samples, top)
@@ -287,7 +310,7 @@ def regressions(records, trailing_days: int = 7, min_samples: int = 30,
     found = []
     for days in data.exercises.values():
         result = _compare(days, trailing_days, min_samples)
-        if result is not None and result["change"] < 0:
+        if result is not None and result["significant"]:
             found.append(result)
     found.sort(key=lambda r: (r["change"], r["exercise"]))
     return found if top is None else found[:top]
@@ -297,14 +320,14 @@ def overall_change(records, trailing_days: int = 7, min_samples: int = 30) -> Op
     """The same comparison for all exercises together (``"__all__"``).
 
     Returns the dict described in ``regressions`` (exercise ``"__all__"``) plus
-    ``got_worse`` (change < 0), whether or not it got worse; None when there is
+    ``got_worse`` (a significant drop), whether or not it got worse; None when there is
     no earlier day, or too few samples, to compare with. Dates without an
     ``"__all__"`` record use the sample-weighted union of their exercises.
     """
     _check(trailing_days, min_samples)
     result = _compare(_Data.build(records).overall, trailing_days, min_samples)
     if result is not None:
-        result["got_worse"] = result["change"] < 0
+        result["got_worse"] = result["significant"]
     return result
 
 
@@ -844,7 +867,9 @@ def render_dashboard(records, title: str = "Knowledge model monitoring", *,
             f"{_esc(_fmt(change['mean_log_likelihood']))} vs "
             f"{_esc(_fmt(change['trailing_mean_log_likelihood']))} over the previous "
             f"{_plural(change['trailing_days'], 'day')} "
-            f"(change {_esc(_fmt(change['change'], signed=True))}).</div>")
+            f"(change {_esc(_fmt(change['change'], signed=True))}"
+            + (f", standard error {_esc(_fmt(change['standard_error']))}"
+               if change["standard_error"] is not None else "") + ").</div>")
 
     usable = _usable(overall)
     prior = overall[:-1][-trailing_days:]
@@ -957,7 +982,9 @@ def render_dashboard(records, title: str = "Knowledge model monitoring", *,
                  f"<p class=\"note\">Each exercise's latest day against the sample-weighted "
                  f"mean of its previous {_plural(trailing_days, 'day')} with data; exercises with "
                  f"fewer than {min_samples:,} samples on the latest day or in that window are "
-                 f"left out. Worst first, at most {top}.</p>")
+                 f"left out. A drop is listed when it exceeds {SIGNIFICANCE_Z:g} standard errors "
+                 f"of the difference (from the per-attempt spread), so day-to-day noise is not. "
+                 f"Worst first, at most {top}.</p>")
     if worse:
         biggest = max(-r["change"] for r in worse) or 1.0
         rows = []

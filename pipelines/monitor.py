@@ -198,8 +198,8 @@ def run(argv=None) -> dict:
         handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
     print(f"Scored {summary['rows_scored']} attempts of model version "
           f"{summary['model_version']!r} ({summary['rows_without_params']} on exercises "
-          f"without parameters); {len(summary['regressions'])} exercises got worse than "
-          f"their trailing average. Dashboard: {dashboard}")
+          f"without parameters); {len(summary['regressions'])} exercises got significantly "
+          f"worse than their trailing average. Dashboard: {dashboard}")
     if summary["rows_scored"] == 0:
         raise JobFailed("no attempt inside the window could be scored; check --input, the "
                         "date window and --params")

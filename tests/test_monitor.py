@@ -6,7 +6,9 @@ BigQuery table schema."""
 import collections
 import datetime
 import glob
+import json
 import os
+import shutil
 
 import fastavro
 import numpy as np
@@ -92,6 +94,7 @@ def test_daily_aggregates_equal_an_in_memory_computation(sample, trained, monito
         assert record["samples"] == len(rows)
         ll = np.where(y, np.log(p), np.log1p(-p))
         assert record["mean_log_likelihood"] == pytest.approx(ll.mean(), abs=1e-9)
+        assert record["log_likelihood_std"] == pytest.approx(ll.std(), abs=1e-6)
         assert record["observed_correct"] == pytest.approx(y.mean(), abs=1e-12)
         assert record["mean_predicted_correct"] == pytest.approx(p.mean(), abs=1e-12)
         if 0 < y.sum() < len(y):
@@ -135,25 +138,42 @@ def test_monitoring_a_day_twice_does_not_double_it(sample, trained, monitored, t
     assert read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl")) == before
 
 
+def deliberately_worse(trained, directory):
+    """A copy of the trained model with every slope negated (the bias kept):
+    it now reads a student's history backwards."""
+    shutil.copytree(trained, directory)
+    params = read_jsonl(os.path.join(directory, "params", "params.jsonl"))
+    with open(os.path.join(directory, "params", "params.jsonl"), "w", encoding="utf-8") as f:
+        for record in params:
+            record["theta"] = record["theta"][:1] + [-value for value in record["theta"][1:]]
+            f.write(json.dumps(record) + "\n")
+    summary_path = os.path.join(directory, "run_summary.json")
+    with open(summary_path, encoding="utf-8") as handle:
+        summary = json.load(handle)
+    summary["model"]["model_version"] = "worse"
+    with open(summary_path, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle)
+    return directory
+
+
 def test_a_worse_model_shows_up_as_a_regression(sample, trained, tmp_path):
-    worse = str(tmp_path / "worse")
-    train(["--input", os.path.join(sample, "*.avro"), "--output", worse,
-           "--model_version", "worse", "--l2", "100000"])
+    worse = deliberately_worse(trained, str(tmp_path / "worse"))
     output = str(tmp_path / "monitor")
     common = ["--input", os.path.join(sample, "*.avro"), "--output", output,
               "--regression_min_samples", "10"]
-    good = monitor.run(common + ["--params", trained, "--start_date", "2026-02-10",
+    good = monitor.run(common + ["--params", trained, "--start_date", "2026-02-03",
                                  "--end_date", "2026-02-16"])
-    assert not good["overall_change"]["got_worse"] or good["regressions"]
+    assert not good["overall_change"]["got_worse"]
     last = monitor.run(common + ["--params", worse, "--start_date", "2026-02-17",
                                  "--end_date", "2026-02-17"])
     change = last["overall_change"]
-    assert change["got_worse"] and change["change"] < -0.01
+    assert change["got_worse"] and change["change"] < -2 * change["standard_error"]
+    assert change["model_version"] == "worse" and change["trailing_model_versions"] == ["good"]
     on_the_last_day = [r for r in last["regressions"] if r["date"] == "2026-02-17"]
     assert on_the_last_day and all(r["model_version"] == "worse" for r in on_the_last_day)
     with open(os.path.join(output, "dashboard.html"), encoding="utf-8") as handle:
         page = handle.read()
-    assert "got worse" in page
+    assert "The model as a whole got worse" in page
     assert on_the_last_day[0]["exercise"] in page
 
 

@@ -41,7 +41,8 @@ def day(i):
 
 def _aggregate(date, exercise, version, p, y):
     n = len(y)
-    ll = float(np.mean(np.where(y, np.log(p), np.log1p(-p)))) if n else None
+    per_attempt = np.where(y, np.log(p), np.log1p(-p))
+    ll = float(np.mean(per_attempt)) if n else None
     bins = []
     index = np.minimum((p * 10).astype(int), 9)
     for b in range(10):
@@ -52,6 +53,7 @@ def _aggregate(date, exercise, version, p, y):
                      "mean_predicted": float(p[in_bin].mean()) if k else None})
     return {"date": date, "exercise": exercise, "model_version": version, "samples": n,
             "mean_log_likelihood": ll,
+            "log_likelihood_std": float(np.std(per_attempt)) if n else None,
             "observed_correct": float(y.mean()) if n else None,
             "mean_predicted_correct": float(p.mean()) if n else None,
             "auc": auc_score(p, y) if n else None, "calibration": bins}
@@ -369,3 +371,22 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
         assert (distance < 30).sum() > 50, f"no pixels of colour {colour}"
     if os.environ.get("DASHBOARD_SCREENSHOT"):
         shutil.copyfile(png_path, os.environ["DASHBOARD_SCREENSHOT"])
+
+
+def test_a_drop_within_the_noise_is_not_a_regression():
+    """With the days' spread known, only drops beyond 2 standard errors count."""
+    def spread_record(date, ll, samples, std):
+        return dict(record(date, "noisy", ll, samples), log_likelihood_std=std)
+    history = [spread_record(day(i), -0.50, 400, 0.6) for i in range(7)]
+    # Standard error of the difference: sqrt(0.36/100 + 0.36/2800) = 0.0611.
+    small = history + [spread_record(day(7), -0.55, 100, 0.6)]
+    large = history + [spread_record(day(7), -0.70, 100, 0.6)]
+    assert mr.regressions(small) == []
+    (found,) = mr.regressions(large)
+    assert found["standard_error"] == pytest.approx((0.36 / 100 + 0.36 / 2800) ** 0.5)
+    assert found["change"] == pytest.approx(-0.20) and found["significant"]
+    # Records without the spread (older monitor output) count every drop.
+    plain = [dict(r) for r in small]
+    for r in plain:
+        del r["log_likelihood_std"]
+    assert [r["exercise"] for r in mr.regressions(plain)] == ["noisy"]

@@ -197,6 +197,7 @@ METRICS_BIGQUERY_SCHEMA = {"fields": [
     {"name": "model_version", "type": "STRING", "mode": "REQUIRED"},
     {"name": "samples", "type": "INT64", "mode": "REQUIRED"},
     {"name": "mean_log_likelihood", "type": "FLOAT64", "mode": "NULLABLE"},
+    {"name": "log_likelihood_std", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "observed_correct", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "mean_predicted_correct", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "auc", "type": "FLOAT64", "mode": "NULLABLE"},
