@@ -32,9 +32,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from models import monitoring_report, serving
 from models.param_store import ModelNotFound, Registry
 from pipelines.input_source import day_start_micros, problem_log_source
-from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError,
-                               command_line, date_window, output_path,
-                               parse_problem_number_range, submits_only)
+from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
+                               ProblemLogOptions, UsageError, command_line, output_path,
+                               parse_problem_number_range, read_window, submits_only)
 from transforms.monitoring import (DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery,
                                    WriteDashboard, read_daily_records)
 from transforms.read import DEAD_LETTER
@@ -47,7 +47,7 @@ DAILY = ("metrics", "daily")
 DASHBOARD = "dashboard.html"
 
 
-class MonitorOptions(ProblemLogOptions, ParamStoreOptions, PipelineOptions):
+class MonitorOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions, PipelineOptions):
     """The monitor's own options, on top of the shared ones."""
 
     @classmethod
@@ -57,10 +57,6 @@ class MonitorOptions(ProblemLogOptions, ParamStoreOptions, PipelineOptions):
                            help="The model version to evaluate: a train_knowledge_model "
                                 "--output directory, or 'datastore' for --model_version "
                                 "(default: the active version) in --datastore_project.")
-        group.add_argument("--history_days", type=int, default=28,
-                           help="Days of logs read before the window's first day, so that "
-                                "students' states include their recent history (0: none; "
-                                "without a start date every log is read).")
         group.add_argument("--metrics_table", default="",
                            help="Also write the daily metrics to this day-partitioned "
                                 "BigQuery table, 'project:dataset.table' (created if "
@@ -99,17 +95,16 @@ def validate(options) -> dict:
     for name in ("output", "params"):
         if not getattr(options, name):
             raise ValueError(f"--{name} is required")
-    for name in ("history_days", "trailing_days", "regression_min_samples"):
+    for name in ("trailing_days", "regression_min_samples"):
         if getattr(options, name) < 0:
             raise ValueError(f"--{name} must be >= 0")
     if options.metrics_table:
         parse_table(options.metrics_table, "--metrics_table")
-    start, end = date_window(options)
-    read_start = start - datetime.timedelta(days=options.history_days) if start else None
+    read, start = read_window(options)
     return {
         "model": load_model(options),
-        "source": problem_log_source(options, window=(read_start, end)),
-        "window": (start, end),
+        "source": problem_log_source(options, window=read),
+        "window": (start, read[1]),
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
 
@@ -208,7 +203,8 @@ def run(argv=None) -> dict:
 
 def main(argv=None):
     command_line("python -m pipelines.monitor", __doc__,
-                 (ProblemLogOptions, ParamStoreOptions, MonitorOptions), run, argv)
+                 (ProblemLogOptions, HistoryOptions, ParamStoreOptions, MonitorOptions), run,
+                 argv)
 
 
 if __name__ == "__main__":

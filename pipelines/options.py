@@ -131,6 +131,30 @@ class ParamStoreOptions(PipelineOptions):
                                 "default namespace).")
 
 
+class HistoryOptions(PipelineOptions):
+    """For pipelines that replay students over a date window: how much
+    history before it is replayed too."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("history")
+        group.add_argument("--history_days", type=int, default=28,
+                           help="With a start date: also read this many days before it, so "
+                                "students' states include their recent history. Those "
+                                "attempts update the state but are not trained on or "
+                                "scored (0: the state starts at the window).")
+
+
+def read_window(options) -> Tuple[Tuple, Optional[datetime.date]]:
+    """((first day read, day after the last), first day used) for a pipeline
+    with HistoryOptions: the date window widened by --history_days."""
+    if options.history_days < 0:
+        raise ValueError(f"--history_days must be >= 0, got {options.history_days}")
+    start, end = date_window(options)
+    read_start = start - datetime.timedelta(days=options.history_days) if start else None
+    return (read_start, end), start
+
+
 def _date(text: str, option: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)

@@ -29,10 +29,10 @@ from models.evaluation import DEPLOY_POLICIES, evaluate
 from models.exercise_model import FitSettings
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from models.param_store import Registry
-from pipelines.input_source import problem_log_source
-from pipelines.options import (JobFailed, ParamStoreOptions, ProblemLogOptions, UsageError,
-                               command_line, output_path, parse_problem_number_range,
-                               submits_only)
+from pipelines.input_source import day_start_micros, problem_log_source
+from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
+                               UsageError, command_line, output_path,
+                               parse_problem_number_range, read_window, submits_only)
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
@@ -48,7 +48,8 @@ MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SUMMARY = "run_summary.json"
 
 
-class KnowledgeModelOptions(ProblemLogOptions, ParamStoreOptions, PipelineOptions):
+class KnowledgeModelOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions,
+                            PipelineOptions):
     """The knowledge model's own options, on top of the shared ones."""
 
     @classmethod
@@ -101,8 +102,10 @@ def validate(options) -> dict:
     Raises ValueError naming the option."""
     if not options.output:
         raise ValueError("--output is required")
+    read, start = read_window(options)
     settings = {
-        "source": problem_log_source(options),
+        "source": problem_log_source(options, window=read),
+        "train_from": day_start_micros(start),
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
     positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
@@ -176,7 +179,7 @@ def build(pipeline, options, settings: dict) -> None:
         options.max_attempts_per_student)
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
         options.seed, options.num_random_features, settings["problem_number_range"],
-        options.replay_batch_size)
+        options.replay_batch_size, settings["train_from"])
     fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
 
@@ -322,7 +325,8 @@ def read_json_lines(pattern: str) -> list:
 
 def main(argv=None):
     command_line("python -m pipelines.train_knowledge_model", __doc__,
-                 (ProblemLogOptions, ParamStoreOptions, KnowledgeModelOptions), run, argv)
+                 (ProblemLogOptions, HistoryOptions, ParamStoreOptions, KnowledgeModelOptions),
+                 run, argv)
 
 
 if __name__ == "__main__":

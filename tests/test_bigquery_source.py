@@ -53,22 +53,25 @@ def table(bigquery_emulator, sample):
     return f"bq://{bigquery_emulator.project}.{DATASET}.{name}"
 
 
-def _in_window(record):
-    return START <= record["time_done"].date() <= END
+def _in_window(record, history_days=0):
+    return (START - datetime.timedelta(days=history_days) <= record["time_done"].date()
+            <= END)
 
 
 def test_windowed_table_read_trains_like_the_same_window_over_files(bigquery, table, sample,
                                                                    tmp_path):
     directory, records = sample
-    window = ["--start_date", START.isoformat(), "--end_date", END.isoformat()]
+    window = ["--start_date", START.isoformat(), "--end_date", END.isoformat(),
+              "--history_days", "7"]
     from_table = run(["--input", table, "--output", str(tmp_path / "bq"), *window, *COMMON])
     from_files = run(["--input", os.path.join(directory, "*.avro"),
                       "--output", str(tmp_path / "files"), *window,
                       *COMMON[:-2]])  # the Avro files use the standard column names
 
-    inside = sum(map(_in_window, records))
+    inside = sum(_in_window(record, history_days=7) for record in records)
     assert 0 < inside < len(records)
-    # The window was applied by BigQuery: only those rows were read at all.
+    # The window (with its history) was applied by BigQuery: only those rows
+    # were read at all.
     assert from_table["records_read"] == inside
     assert from_table["records_outside_window"] == 0
     assert from_files["records_outside_window"] == len(records) - inside

@@ -211,30 +211,38 @@ def test_every_format_gives_the_same_parameters(file_format, trained, tmp_path):
         params_by_exercise(trained.output))
 
 
-def test_date_window_trains_on_exactly_those_days(sample, raw_records, tmp_path):
-    """--start_date/--end_date (inclusive) equals replaying only the logs of
-    those days; the rest is counted, not dead-lettered."""
+@pytest.mark.parametrize("history_days", [0, 10])
+def test_date_window_trains_on_exactly_those_days(history_days, sample, raw_records, tmp_path):
+    """--start_date/--end_date (inclusive) with --history_days equals replaying
+    the logs from history_days before the start and keeping the rows of the
+    window; logs outside what is read are counted, not dead-lettered."""
     start, end = datetime.date(2026, 2, 1), datetime.date(2026, 2, 28)
+    read_from = start - datetime.timedelta(days=history_days)
     parse = ProblemLogParser()
     logs = [parse(raw) for raw in raw_records]
-    inside = [log for log in logs
-              if start <= datetime.datetime.fromtimestamp(
-                  log.time_done / 1e6, datetime.timezone.utc).date() <= end]
-    assert 0 < len(inside) < len(logs)
+
+    def day(log):
+        return datetime.datetime.fromtimestamp(log.time_done / 1e6, datetime.timezone.utc).date()
+    read = [log for log in logs if read_from <= day(log) <= end]
+    assert 0 < len(read) < len(logs)
     by_user = {}
-    for log in inside:
+    for log in read:
         by_user.setdefault(log.user, []).append(log)
     components = ComponentCache(SEED, D)
+    replayed = [(log, x) for user_logs in by_user.values()
+                for log, x in reference_replay(sessionize(user_logs)[0], components)]
     expected = {(log.user, log.exercise, format_timestamp(log.time_done)): x
-                for user_logs in by_user.values()
-                for log, x in reference_replay(sessionize(user_logs)[0], components)}
+                for log, x in replayed if day(log) >= start}
 
     rows_dir = tmp_path / "rows"
     summary = run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path / "out"),
                    "--start_date", start.isoformat(), "--end_date", end.isoformat(),
+                   "--history_days", str(history_days),
                    "--training_rows_output", str(rows_dir), *COMMON])
     rows = read_jsonl(str(rows_dir / "*.jsonl"))
-    assert summary["records_outside_window"] == len(logs) - len(inside)
+    assert summary["records_outside_window"] == len(logs) - len(read)
+    assert summary["rows_before_window"] == len(replayed) - len(expected)
+    assert (summary["rows_before_window"] > 0) == (history_days > 0)
     assert summary["rows_emitted"] == len(rows) == len(expected)
     for row in rows:
         np.testing.assert_allclose(

@@ -49,12 +49,15 @@ class _ReplayBatches(StudentBatchDoFn):
     exercise. Also emits the random-component keys each bundle used (a retried
     bundle emits them again; duplicates are removed downstream)."""
 
-    def __init__(self, seed, num_random_features, problem_number_range, batch_size):
+    def __init__(self, seed, num_random_features, problem_number_range, batch_size,
+                 emit_from=None):
         super().__init__(batch_size)
         self.seed = seed
         self.num_random_features = num_random_features
         self.problem_number_range = problem_number_range
+        self.emit_from = emit_from
         self.rows_emitted = Metrics.counter(METRICS_NAMESPACE, "rows_emitted")
+        self.rows_before_window = Metrics.counter(METRICS_NAMESPACE, "rows_before_window")
 
     def setup(self):
         self.components = ComponentCache(self.seed, self.num_random_features)
@@ -70,6 +73,10 @@ class _ReplayBatches(StudentBatchDoFn):
 
     def replay_batch(self, students):
         rows = replay_students(students, self.components, self.problem_number_range)
+        if self.emit_from is not None:
+            inside = rows.time_done >= self.emit_from
+            self.rows_before_window.inc(int(len(rows) - inside.sum()))
+            rows = rows.take(inside)
         self.rows_emitted.inc(len(rows))
         return rows.split_by_exercise()
 
@@ -77,12 +84,14 @@ class _ReplayBatches(StudentBatchDoFn):
 class ReplayKnowledgeState(beam.PTransform):
     """(user, sessionized logs) -> `rows`: (exercise, TrainingRows) blocks, and
     `component_keys`: the (exercise, problem_type, correct) keys whose random
-    components the features used (with repeats across workers)."""
+    components the features used (with repeats across workers). With
+    `emit_from` (epoch µs) earlier attempts only update the state."""
 
     def __init__(self, seed: int, num_random_features: int, problem_number_range=(1, None),
-                 batch_size: int = 20000):
+                 batch_size: int = 20000, emit_from=None):
         super().__init__()
-        self.replay = _ReplayBatches(seed, num_random_features, problem_number_range, batch_size)
+        self.replay = _ReplayBatches(seed, num_random_features, problem_number_range, batch_size,
+                                     emit_from)
 
     def expand(self, students):
         return students | beam.ParDo(self.replay).with_outputs(COMPONENT_KEYS, main=ROWS)

@@ -7,8 +7,8 @@ from transforms.read import METRICS_NAMESPACE
 _DEAD_LETTER_PREFIX = "dead_letter_"
 _SKIPPED_PREFIX = "exercises_skipped_"
 _COUNTS = ("records_read", "records_valid", "records_outside_window", "duplicates_dropped",
-           "students",
-           "students_skipped", "rows_emitted", "exercises_fitted")
+           "students", "students_skipped", "rows_emitted", "rows_before_window",
+           "exercises_fitted")
 
 
 def counter_values(result) -> dict:
@@ -50,7 +50,9 @@ def human_summary(summary: dict, output: str) -> str:
         + (f", {summary['records_outside_window']} outside the date window."
            if summary["records_outside_window"] else "."),
         f"{summary['students']} students replayed ({summary['students_skipped']} skipped), "
-        f"{summary['rows_emitted']} training rows.",
+        f"{summary['rows_emitted']} training rows"
+        + (f" ({summary['rows_before_window']} attempts before the window replayed for "
+           f"history only)." if summary["rows_before_window"] else "."),
         f"{summary['exercises_fitted']} exercises fitted, "
         f"{summary['exercises_skipped_total']} skipped{_by_reason(summary['exercises_skipped'])}.",
         f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
