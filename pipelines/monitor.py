@@ -36,12 +36,12 @@ from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
                                ProblemLogOptions, UsageError, command_line, output_path,
                                parse_problem_number_range, read_window, submits_only)
 from transforms.monitoring import (DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery,
-                                   WriteDashboard, read_daily_records)
+                                   WriteDashboard)
 from transforms.read import DEAD_LETTER
 from transforms.read_bigquery import parse_table
 from transforms.run_summary import counter_values, summarize
 from transforms.sessionize import SessionizeByStudent
-from transforms.write import WriteJsonLines
+from transforms.write import WriteJsonLines, read_json_lines
 
 DAILY = ("metrics", "daily")
 DASHBOARD = "dashboard.html"
@@ -167,7 +167,7 @@ def run(argv=None) -> dict:
     result.wait_until_finish()
 
     counters = counter_values(result)
-    records = read_daily_records(output_path(options.output, *DAILY))
+    records = read_json_lines(output_path(options.output, *DAILY, "*.jsonl"))
     dashboard = output_path(options.output, DASHBOARD)
     start, end = settings["window"]
     summary = {

@@ -40,7 +40,7 @@ from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
 from transforms.sessionize import SessionizeByStudent
 from transforms.write import (ComponentRecords, TrainingRowRecords, WriteJsonLines,
-                              WriteSortedJsonLines, component_sort_key)
+                              WriteSortedJsonLines, component_sort_key, read_json_lines)
 
 OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter", "datastore")
 PARAMS_SINKS = ("files", "datastore")
@@ -312,15 +312,6 @@ def run(argv=None) -> dict:
             f"{summary['exercises_skipped_total']} exercises skipped); see "
             f"{summary['outputs']['dead_letter']} and {summary['outputs']['skipped_exercises']}")
     return summary
-
-
-def read_json_lines(pattern: str) -> list:
-    records = []
-    for match in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(match.path) as handle:
-            records.extend(json.loads(line) for line in handle.read().decode("utf-8")
-                           .splitlines() if line.strip())
-    return records
 
 
 def main(argv=None):

@@ -3,21 +3,20 @@ activation is gated, re-runs are idempotent, the registry CLI works, serving
 predicts exactly what training saw, and a run that dies mid-write leaves the
 previous version active."""
 
-import glob
 import json
 import os
 
-import fastavro
 import numpy as np
 import pytest
 
 from models import param_store, serving
-from models.problem_log import ProblemLogParser, format_timestamp
+from models.problem_log import format_timestamp
 from pipelines import generate_sample, model_registry
 from pipelines.options import JobFailed, UsageError
 from pipelines.train_knowledge_model import run
 from tests.datastore_emulator import DatastoreEmulator
 from tests.jsonl import read_jsonl
+from tests.sample_logs import histories as sample_histories
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +63,6 @@ def test_serving_predicts_what_training_rows_say(datastore, sample, tmp_path):
     from_files = serving.load_local(str(tmp_path / "out"))
     assert from_datastore.model_version == from_files.model_version == "v1"
 
-    parse = ProblemLogParser()
-    histories = {}
-    for path in sorted(glob.glob(os.path.join(sample, "*.avro"))):
-        with open(path, "rb") as handle:
-            for raw in fastavro.reader(handle):
-                log = parse(raw)
-                histories.setdefault(log.user, []).append(log)
-
     expected = {}
     for row in read_jsonl(str(rows_dir / "*.jsonl")):
         theta = from_files.params.get(row["exercise"])
@@ -81,6 +72,7 @@ def test_serving_predicts_what_training_rows_say(datastore, sample, tmp_path):
     assert len(expected) > 1000
 
     served = {}
+    histories = sample_histories(sample)
     for user, history in histories.items():
         for log, prediction in from_datastore.predict_each(history):
             if prediction is not None:

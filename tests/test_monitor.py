@@ -5,23 +5,21 @@ BigQuery table schema."""
 
 import collections
 import datetime
-import glob
 import json
 import os
 import shutil
 
-import fastavro
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from models import serving
 from models.monitoring import ALL_EXERCISES, NUM_SCORE_BINS, accumulate, metrics_record
-from models.problem_log import ProblemLogParser
 from pipelines import generate_sample, monitor
 from pipelines.options import UsageError
 from pipelines.train_knowledge_model import run as train
 from tests.jsonl import read_jsonl
+from tests.sample_logs import histories
 from transforms.monitoring import METRICS_BIGQUERY_SCHEMA, WriteDailyMetricsToBigQuery
 
 START, END = datetime.date(2026, 2, 1), datetime.date(2026, 2, 20)
@@ -58,15 +56,8 @@ def _day(micros):
 
 def in_memory_predictions(sample, model):
     """(day, exercise, p, correct) of every attempt in the window, from serving."""
-    parse = ProblemLogParser()
-    histories = collections.defaultdict(list)
-    for path in sorted(glob.glob(os.path.join(sample, "*.avro"))):
-        with open(path, "rb") as handle:
-            for raw in fastavro.reader(handle):
-                log = parse(raw)
-                histories[log.user].append(log)
     predictions = []
-    for history in histories.values():
+    for history in histories(sample).values():
         for log, p in model.predict_each(history):
             if p is not None and START <= _day(log.time_done) <= END:
                 predictions.append((_day(log.time_done).isoformat(), log.exercise, p,

@@ -23,6 +23,7 @@ from models.monitoring import accumulate, day_of, metrics_record, sum_accumulato
 from models.monitoring_report import render_dashboard
 from transforms.read import METRICS_NAMESPACE
 from transforms.replay import StudentBatchDoFn
+from transforms.write import read_json_lines
 
 
 class _ScoreBatches(StudentBatchDoFn):
@@ -151,24 +152,13 @@ class WriteDailyFiles(beam.PTransform):
                     lambda date, day_records: write_day(directory, date, day_records)))
 
 
-def read_daily_records(directory: str) -> list:
-    """Every record of every day file under `directory`, oldest day first."""
-    paths = sorted(metadata.path for metadata in FileSystems.match(
-        [FileSystems.join(directory, "*.jsonl")])[0].metadata_list)
-    records = []
-    for path in paths:
-        with FileSystems.open(path) as handle:
-            records.extend(json.loads(line) for line in
-                           handle.read().decode("utf-8").splitlines() if line.strip())
-    return records
-
-
 class _RenderDashboard(beam.DoFn):
     def __init__(self, directory, path, render_options):
         self.directory, self.path, self.render_options = directory, path, render_options
 
     def process(self, _, written_paths):
-        html = render_dashboard(read_daily_records(self.directory), **self.render_options)
+        html = render_dashboard(read_json_lines(FileSystems.join(self.directory, "*.jsonl")),
+                                **self.render_options)
         with FileSystems.create(self.path) as handle:
             handle.write(html.encode("utf-8"))
         yield self.path

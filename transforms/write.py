@@ -1,6 +1,10 @@
-"""Output sinks: JSON lines files a person can read with `head`."""
+"""Output sinks: JSON lines files a person can read with `head`, and reading
+them back."""
+
+import json
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from models.knowledge_state import ComponentCache, random_component
 from models.problem_log import format_timestamp
@@ -18,6 +22,19 @@ class WriteJsonLines(beam.PTransform):
         return (records
                 | "ToJson" >> beam.Map(to_json_line)
                 | "Write" >> beam.io.WriteToText(self.path_prefix, file_name_suffix=".jsonl"))
+
+
+def read_json_lines(pattern: str) -> list:
+    """Every record of the JSON lines files matching `pattern` (local or
+    gs://), in file-name order."""
+    paths = sorted(metadata.path for metadata in
+                   FileSystems.match([pattern])[0].metadata_list)
+    records = []
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            records.extend(json.loads(line) for line in
+                           handle.read().decode("utf-8").splitlines() if line.strip())
+    return records
 
 
 class WriteSortedJsonLines(beam.PTransform):
