@@ -14,8 +14,10 @@ DEPLOY_POLICIES = ("always", "if_better")
 BASELINE_FIELD = "holdout_baseline_log_likelihood"
 
 
-def _weighted_mean(pairs) -> Optional[float]:
-    pairs = [(weight, value) for weight, value in pairs if weight and value is not None]
+def weighted_mean(pairs) -> Optional[float]:
+    """Mean of the values weighted by their counts, over (count, value) pairs;
+    pairs without a value or a positive count are left out (None if none remain)."""
+    pairs = [(weight, value) for weight, value in pairs if weight > 0 and value is not None]
     total = sum(weight for weight, _ in pairs)
     return sum(weight * value for weight, value in pairs) / total if total else None
 
@@ -28,9 +30,9 @@ def evaluate(records: Iterable[dict], baseline_version: Optional[str] = None,
     compared = [(n, r) for n, r in holdout if r.get(BASELINE_FIELD) is not None]
     evaluation = {
         "holdout_rows": sum(n for n, _ in holdout),
-        "holdout_log_likelihood": _weighted_mean(
+        "holdout_log_likelihood": weighted_mean(
             (n, r["holdout_log_likelihood"]) for n, r in holdout),
-        "base_rate_log_likelihood": _weighted_mean(
+        "base_rate_log_likelihood": weighted_mean(
             (n, r["holdout_base_rate_log_likelihood"]) for n, r in holdout),
         "baseline_version": baseline_version,
     }
@@ -39,9 +41,9 @@ def evaluate(records: Iterable[dict], baseline_version: Optional[str] = None,
             "baseline_note": baseline_note,
             "exercises_compared": len(compared),
             "holdout_rows_compared": sum(n for n, _ in compared),
-            "baseline_log_likelihood": _weighted_mean(
+            "baseline_log_likelihood": weighted_mean(
                 (n, r[BASELINE_FIELD]) for n, r in compared),
-            "new_log_likelihood_on_compared": _weighted_mean(
+            "new_log_likelihood_on_compared": weighted_mean(
                 (n, r["holdout_log_likelihood"]) for n, r in compared),
             "exercises_only_in_baseline": max(0, baseline_exercises - len(compared)),
         })

@@ -32,7 +32,9 @@ import dataclasses
 import datetime
 import html
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from models.evaluation import weighted_mean
 
 ALL_EXERCISES = "__all__"
 # A drop counts as a regression only when it exceeds this many standard
@@ -149,15 +151,6 @@ def _parse(record) -> _Day:
     )
 
 
-def _weighted(pairs: Iterable[Tuple[int, Optional[float]]]) -> Optional[float]:
-    total = weight = 0.0
-    for samples, value in pairs:
-        if value is not None and samples > 0:
-            total += samples * value
-            weight += samples
-    return total / weight if weight else None
-
-
 def _combine(days: Sequence[_Day], date: datetime.date, exercise: str) -> _Day:
     """Sample-weighted union of several records (model versions, exercises or
     days). AUC does not combine, so it is kept only for a single record."""
@@ -172,19 +165,19 @@ def _combine(days: Sequence[_Day], date: datetime.date, exercise: str) -> _Day:
              next((b.low for b in group if b.low is not None), None),
              next((b.high for b in group if b.high is not None), None),
              sum(b.samples for b in group),
-             _weighted((b.samples, b.observed) for b in group),
-             _weighted((b.samples, b.predicted) for b in group))
+             weighted_mean((b.samples, b.observed) for b in group),
+             weighted_mean((b.samples, b.predicted) for b in group))
         for index, group in sorted(bins.items()))
     return _Day(
         date=date,
         exercise=exercise,
         versions=tuple(sorted({v for day in days for v in day.versions})),
         samples=sum(day.samples for day in days),
-        ll=_weighted((day.samples, day.ll) for day in days),
+        ll=weighted_mean((day.samples, day.ll) for day in days),
         ll_squared=(None if any(day.ll_squared is None for day in days) else
-                    _weighted((day.samples, day.ll_squared) for day in days)),
-        observed=_weighted((day.samples, day.observed) for day in days),
-        predicted=_weighted((day.samples, day.predicted) for day in days),
+                    weighted_mean((day.samples, day.ll_squared) for day in days)),
+        observed=weighted_mean((day.samples, day.observed) for day in days),
+        predicted=weighted_mean((day.samples, day.predicted) for day in days),
         auc=days[0].auc if len(days) == 1 else None,
         calibration=calibration,
     )
