@@ -43,11 +43,21 @@ def random_component(key: ComponentKey, seed: int, dim: int) -> np.ndarray:
     (exercise, problem_type, correct) and the model seed, so every worker, every
     run and the serving side derive the same vector without sharing state."""
     exercise, problem_type, correct = key
-    text = "\x1f".join((str(seed), exercise, problem_type, "1" if correct else "0"))
+    text = "\x1f".join((str(seed), _escaped(exercise), _escaped(problem_type),
+                        "1" if correct else "0"))
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     rng = np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
     vector = rng.standard_normal(dim)
     return vector / np.linalg.norm(vector)
+
+
+def _escaped(name: str) -> str:
+    """`name` with the \\x1f separator (and the \\x1b escape) escaped, so the
+    joined key is unambiguous for any names; names without them are unchanged,
+    and so are the vectors of models trained before this rule."""
+    if "\x1b" in name or "\x1f" in name:
+        return name.replace("\x1b", "\x1b\x1b").replace("\x1f", "\x1b\x1f")
+    return name
 
 
 class ComponentCache:
@@ -122,16 +132,30 @@ class KnowledgeState:
 
 def sessionize(logs: Iterable[ProblemLog]) -> Tuple[List[ProblemLog], int]:
     """Chronological order with a deterministic tie-break (every field), exact
-    duplicates removed, problem_number derived where absent.
-    Returns (logs, number of duplicates dropped)."""
+    duplicates removed, conflicting duplicates removed (see
+    sessionize_with_conflicts), problem_number derived where absent.
+    Returns (logs, number of exact duplicates dropped)."""
+    ordered, duplicates, _ = sessionize_with_conflicts(logs)
+    return ordered, duplicates
+
+
+def sessionize_with_conflicts(logs: Iterable[ProblemLog]
+                              ) -> Tuple[List[ProblemLog], int, List[ProblemLog]]:
+    """sessionize, also returning the conflicting duplicates it removed: logs
+    of the same exercise, time_done and problem_number with different
+    `correct`. Neither answer can be trusted, and keeping both would show the
+    second its twin's label in its features, so all of them go."""
     ordered = sorted(logs, key=_time_done)
+    conflicts: List[ProblemLog] = []
+    copies = 0
     if any(a.time_done == b.time_done for a, b in zip(ordered, ordered[1:])):
         ordered.sort(key=_sort_key)  # ties: break them by every field
+        ordered, conflicts, copies = _without_conflicts(ordered)
     unique: List[ProblemLog] = []
     for log in ordered:
         if not unique or log != unique[-1]:
             unique.append(log)
-    duplicates = len(ordered) - len(unique)
+    duplicates = len(ordered) - len(unique) + copies
     attempts_so_far: Dict[str, int] = collections.Counter()
     sessionized = []
     for log in unique:
@@ -139,7 +163,39 @@ def sessionize(logs: Iterable[ProblemLog]) -> Tuple[List[ProblemLog], int]:
         if log.problem_number is None:
             log = log._replace(problem_number=attempts_so_far[log.exercise])
         sessionized.append(log)
-    return sessionized, duplicates
+    return sessionized, duplicates, conflicts
+
+
+def _without_conflicts(ordered: List[ProblemLog]):
+    """(logs without conflicting duplicates, the conflicting logs (each exact
+    copy once), the number of exact copies among them) for logs sorted by
+    _sort_key, where equal (time_done, exercise) are adjacent."""
+    kept: List[ProblemLog] = []
+    conflicts: List[ProblemLog] = []
+    copies = 0
+    start = 0
+    while start < len(ordered):
+        end = start + 1
+        key = (ordered[start].time_done, ordered[start].exercise)
+        while end < len(ordered) and (ordered[end].time_done, ordered[end].exercise) == key:
+            end += 1
+        run = ordered[start:end]
+        if len(run) > 1:
+            answers: Dict = collections.defaultdict(set)
+            for log in run:
+                answers[log.problem_number].add(log.correct)
+            bad = {number for number, seen in answers.items() if len(seen) > 1}
+            for log in run:
+                if log.problem_number not in bad:
+                    kept.append(log)
+                elif conflicts and log == conflicts[-1]:
+                    copies += 1
+                else:
+                    conflicts.append(log)
+        else:
+            kept.extend(run)
+        start = end
+    return kept, conflicts, copies
 
 
 _time_done = operator.attrgetter("time_done")

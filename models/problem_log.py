@@ -7,6 +7,7 @@ can dead-letter it instead of dying or guessing.
 
 import datetime
 import math
+import re
 from typing import Any, Mapping, NamedTuple, Optional
 
 FIELDS = (
@@ -51,6 +52,14 @@ _MAX_MICROS = (datetime.datetime.max.replace(tzinfo=datetime.timezone.utc) - _EP
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _TRUE = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "no", "n"})
+# Numbers in text: ASCII digits only. Python's int()/float() also take "1_000",
+# non-ASCII digits, "nan" and "1e3", which no export writes on purpose.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?", re.ASCII)
+_SECONDS_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+MAX_ID_BYTES = 1024
+# Attempts later than the run's start plus this are dead-lettered as
+# future_timestamp (clock skew between the logging servers and the job).
+FUTURE_ALLOWANCE_MICROS = 3600 * 1_000_000
 
 
 class InvalidProblemLog(ValueError):
@@ -60,6 +69,14 @@ class InvalidProblemLog(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class EpochMicros(int):
+    """A timestamp a typed reader (Avro, Parquet) already has as exact integer
+    microseconds since the epoch, as opposed to a plain number, which is read
+    as epoch seconds."""
+
+    __slots__ = ()
 
 
 class ProblemLog(NamedTuple):
@@ -100,11 +117,16 @@ def _missing(value: Any) -> bool:
     return value is None or (type(value) is str and not value.strip())
 
 
+def now_micros() -> int:
+    return (datetime.datetime.now(datetime.timezone.utc) - _EPOCH) // _MICROSECOND
+
+
 def parse_timestamp_micros(value: Any) -> int:
-    """datetime, epoch seconds (number or numeric string) or ISO-8601 text
-    (BigQuery's '2024-01-02 03:04:05 UTC' included) -> epoch microseconds.
-    Naive datetimes are taken as UTC. Instants outside years 1-9999 (BigQuery's
-    TIMESTAMP range; e.g. epoch milliseconds passed as seconds) are rejected."""
+    """datetime or date (UTC), epoch seconds (a number or ASCII decimal text),
+    EpochMicros, or ISO-8601 text (BigQuery's '2024-01-02 03:04:05 UTC'
+    included) -> epoch microseconds. Naive datetimes are taken as UTC.
+    Instants outside years 1-9999 (BigQuery's TIMESTAMP range; e.g. epoch
+    milliseconds passed as seconds) are rejected."""
     micros = _timestamp_micros(value)
     if not _MIN_MICROS <= micros <= _MAX_MICROS:
         raise InvalidProblemLog("bad_timestamp", f"{value!r} is outside years 1-9999")
@@ -112,35 +134,39 @@ def parse_timestamp_micros(value: Any) -> int:
 
 
 def _timestamp_micros(value: Any) -> int:
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is EpochMicros:
+        return int(value)
+    if kind is bool:
         raise InvalidProblemLog("bad_timestamp", repr(value))
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.timezone.utc)
         return (value - _EPOCH) // _MICROSECOND
+    if isinstance(value, datetime.date):
+        return _timestamp_micros(datetime.datetime.combine(value, datetime.time()))
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise InvalidProblemLog("bad_timestamp", repr(value))
         return int(round(value * 1_000_000))
     if isinstance(value, str):
         text = value.strip()
-        try:
-            return _timestamp_micros(float(text))
-        except ValueError:
-            pass
+        if _SECONDS_TEXT.fullmatch(text):
+            return int(round(float(text) * 1_000_000))
         if text.endswith(" UTC"):
             text = text[:-4] + "+00:00"
         try:
-            return _timestamp_micros(datetime.datetime.fromisoformat(text))
-        except ValueError:
-            raise InvalidProblemLog("bad_timestamp", repr(value)) from None
+            if text.isascii():
+                return _timestamp_micros(datetime.datetime.fromisoformat(text))
+        except (ValueError, OverflowError):
+            pass
     raise InvalidProblemLog("bad_timestamp", repr(value))
 
 
 def parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
+    if type(value) is bool:
         return value
-    if isinstance(value, int) and value in (0, 1):
+    if type(value) is int and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
         text = value.strip().lower()
@@ -152,36 +178,63 @@ def parse_bool(value: Any) -> bool:
 
 
 def _parse_int(field: str, value: Any) -> int:
-    """An INT64: ints, integral floats, and text ('12', exact at any size, or
-    '12.0'); anything else, or out of range, is bad_<field>."""
-    if isinstance(value, bool):
+    """An INT64: ints, integral finite floats, and ASCII decimal text ('12',
+    exact at any size, or '12.0'); anything else, or out of range, is
+    bad_<field>."""
+    kind = type(value)
+    if kind is int:
+        number = value
+    elif kind is float and value.is_integer():
+        number = int(value)
+    elif kind is str and _INTEGER_TEXT.fullmatch(value.strip()):
+        number = int(value.strip().partition(".")[0])
+    else:
         raise InvalidProblemLog(f"bad_{field}", repr(value))
-    number = value
-    if not isinstance(value, int):
-        try:
-            number = int(value.strip()) if isinstance(value, str) else None
-        except ValueError:
-            number = None
-        if number is None:
-            try:
-                real = float(value)
-            except (TypeError, ValueError):
-                raise InvalidProblemLog(f"bad_{field}", repr(value)) from None
-            if not real.is_integer():
-                raise InvalidProblemLog(f"bad_{field}", repr(value))
-            number = int(real)
     if not _INT64_MIN <= number <= _INT64_MAX:
         raise InvalidProblemLog(f"bad_{field}", f"{value!r} is outside INT64")
     return number
 
 
-class ProblemLogParser:
-    """Validates raw records (dicts from Avro, JSON, CSV or Parquet) under one
-    column mapping; the mapping is resolved once, not per record."""
+def _parse_name(field: str, value: Any) -> str:
+    """An id or name: text with surrounding (Unicode) whitespace stripped, or
+    an integer as its decimal text; objects, lists, booleans and floats are
+    bad_<field> (their repr would be a made-up name), and so is text that is
+    not valid Unicode or over MAX_ID_BYTES of UTF-8 (it cannot be a Datastore
+    key)."""
+    kind = type(value)
+    if kind is str:
+        text = value.strip()
+    elif kind is int:
+        text = str(value)
+    else:
+        raise InvalidProblemLog(f"bad_{field}", f"a {kind.__name__}, not text: {value!r:.200}")
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate, e.g. JSON "\ud800"
+            raise InvalidProblemLog(f"bad_{field}", f"not Unicode text: {value!r:.200}") from None
+    if size > MAX_ID_BYTES:
+        raise InvalidProblemLog(f"bad_{field}", f"{size} bytes > {MAX_ID_BYTES}")
+    return text
 
-    def __init__(self, column_mapping: Mapping = None):
+
+class ProblemLogParser:
+    """Validates raw records (dicts from Avro, JSON, CSV, Parquet or BigQuery)
+    under one column mapping; the mapping is resolved once, not per record.
+
+    `not_after` (epoch microseconds): attempts later than this are
+    future_timestamp. `nulled` counts, per optional field, the bad values that
+    were replaced by null: the model does not use those fields, so a bad one
+    must not cost the attempt (which would change the student's later
+    features)."""
+
+    def __init__(self, column_mapping: Mapping = None, not_after: Optional[int] = None):
         mapping = dict(column_mapping or {})
         self.columns = tuple(mapping.get(field, field) for field in FIELDS)
+        self.not_after = _MAX_MICROS if not_after is None else not_after
+        self.nulled = dict.fromkeys(OPTIONAL_INT_FIELDS, 0)
 
     def __call__(self, raw: Mapping) -> ProblemLog:
         # Hot path (one call per input record): plain lookups, no helpers for
@@ -201,9 +254,11 @@ class ProblemLogParser:
             raise InvalidProblemLog("missing_time_done", f"column {time_col!r}")
         if _missing(correct):
             raise InvalidProblemLog("missing_correct", f"column {correct_col!r}")
+        user = _parse_name("user", user)
+        exercise = _parse_name("exercise", exercise)
 
         problem_type = get(type_col)
-        problem_type = "" if problem_type is None else str(problem_type).strip()
+        problem_type = "" if problem_type is None else _parse_name("problem_type", problem_type)
         problem_number = get(number_col)
         if problem_number is not None and not (type(problem_number) is int
                                                and 1 <= problem_number <= _INT64_MAX):
@@ -215,15 +270,19 @@ class ProblemLogParser:
         for i, value in enumerate(optional):
             if value is not None and not (type(value) is int
                                           and _INT64_MIN <= value <= _INT64_MAX):
-                optional[i] = (None if _missing(value)
-                               else _parse_int(OPTIONAL_INT_FIELDS[i], value))
+                try:
+                    optional[i] = (None if _missing(value)
+                                   else _parse_int(OPTIONAL_INT_FIELDS[i], value))
+                except InvalidProblemLog:
+                    optional[i] = None
+                    self.nulled[OPTIONAL_INT_FIELDS[i]] += 1
         if type(correct) is not bool:
             correct = parse_bool(correct)
-        return ProblemLog(user if type(user) is str and user.strip() == user
-                          else str(user).strip(),
-                          exercise if type(exercise) is str and exercise.strip() == exercise
-                          else str(exercise).strip(),
-                          problem_type, problem_number, parse_timestamp_micros(time_done),
+        time_done = parse_timestamp_micros(time_done)
+        if time_done > self.not_after:
+            raise InvalidProblemLog("future_timestamp",
+                                    f"{format_timestamp(time_done)} is after the run started")
+        return ProblemLog(user, exercise, problem_type, problem_number, time_done,
                           correct, *optional)
 
 

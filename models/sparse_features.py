@@ -34,9 +34,11 @@ Bucket edges (lower bound inclusive, upper bound exclusive):
   "7-29" is 7*D <= d < 30*D, "30+" is d >= 30*D.  No float arithmetic: a gap
   of 3*D - 1 microseconds is "1-2", 3*D is "3-6".
 
-The "|" and "=" separators are not escaped: exercise or problem-type names that
-contain them could in principle make two different (exercise, value) pairs
-produce the same string.
+Inside the composite values, exercise and problem-type names are escaped
+(escape_name: "\\" -> "\\\\", "|" -> "\\|", "=" -> "\\="), so a value names one
+(exercise, value) pair whatever characters the names hold: exercise "col|x"
+with type "y" is "col\\|x|y", exercise "col" with type "x|y" is "col|x\\|y".
+Names without those characters read as they are.
 
 Hot path: student_features is one plain Python loop over the attempts with a
 small list of state per exercise (no numpy, no helper calls per attempt); the
@@ -74,6 +76,13 @@ _STREAK_TOP = STREAK_BUCKETS[-1]
 _ATTEMPTS_TOP = ATTEMPTS_BUCKETS[-1]
 # days bucket i+1 starts at _DAYS_EDGES[i] whole days (in microseconds).
 _DAYS_EDGES = tuple(days * DAY_MICROS for days in (1, 3, 7, 30))
+
+
+def escape_name(name: str) -> str:
+    """A name as it appears inside a composite feature value (see above)."""
+    if "\\" in name or "|" in name or "=" in name:
+        return name.replace("\\", "\\\\").replace("|", "\\|").replace("=", "\\=")
+    return name
 
 
 def streak_bucket(streak: int) -> str:
@@ -175,14 +184,14 @@ def student_features(logs: Sequence[ProblemLog],
         previous_time = time_done
         state = states.get(exercise)
         if state is None:
-            state = states[exercise] = [exercise + SEPARATOR, 0, 0, None, [], 0]
+            state = states[exercise] = [escape_name(exercise) + SEPARATOR, 0, 0, None, [], 0]
         prefix, streak, done, last_time, priors, covered = state
 
         row = blank.copy()
         if want_exercise:
             row["exercise"] = [exercise]
         if want_type:
-            row["exercise_x_problem_type"] = [prefix + log.problem_type]
+            row["exercise_x_problem_type"] = [prefix + escape_name(log.problem_type)]
         if want_streak:
             row["exercise_x_streak"] = [prefix + (
                 streak_labels[streak] if streak < n_streak else streak_top)]
@@ -206,7 +215,8 @@ def student_features(logs: Sequence[ProblemLog],
         correct = log.correct
         if done == 0:
             prior_exercises.append(exercise)
-            prior_suffixes.append(exercise + (correct_suffix if correct else wrong_suffix))
+            prior_suffixes.append(escape_name(exercise)
+                                  + (correct_suffix if correct else wrong_suffix))
         state[1] = streak + 1 if correct else 0
         state[2] = done + 1
         state[3] = time_done

@@ -17,7 +17,8 @@ import pytest
 from models.knowledge_state import (
     BASE_FEATURE_NAMES, DEFAULT_NUM_RANDOM_FEATURES, NUM_BASE_FEATURES, WINDOW,
     ComponentCache, ExerciseState, KnowledgeState, TrainingRows, feature_names,
-    random_component, reference_replay, replay_students, sessionize)
+    random_component, reference_replay, replay_students, sessionize,
+    sessionize_with_conflicts)
 from models.problem_log import ProblemLog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -241,13 +242,31 @@ def test_sessionize_keeps_given_problem_numbers():
 
 def test_sessionize_removes_and_counts_exact_duplicates():
     a = log(T0, "a", True, problem_type="x", time_taken=5)
-    b = log(T0, "a", False, problem_type="x", time_taken=5)   # same time, differs
+    b = log(T0, "a", True, problem_type="x", time_taken=4)   # same time, differs
     c = log(T0 + 1, "b")
     out, duplicates = sessionize([c, a, b, a, c, a])
     assert duplicates == 3
     assert len(out) == 3
-    assert [l._replace(problem_number=None) for l in out] == [b, a, c]  # False < True
+    assert [l._replace(problem_number=None) for l in out] == [b, a, c]  # 4 < 5
     assert [l.problem_number for l in out] == [1, 2, 1]
+
+
+def test_sessionize_drops_every_conflicting_duplicate():
+    """Same exercise, time and problem number, different answers: none is kept
+    (exact copies among them count as duplicates), and later problem numbers
+    are derived without them."""
+    right = log(T0, "a", True, problem_type="x")
+    wrong = log(T0, "a", False, problem_type="y")
+    numbered = log(T0, "a", False, 1)                # problem_number 1 vs None: no conflict
+    later = log(T0 + 1, "a", True)
+    other = log(T0, "b", False)                      # another exercise: no conflict
+    out, duplicates, conflicts = sessionize_with_conflicts(
+        [later, right, wrong, right, numbered, other])
+    assert duplicates == 1
+    assert sorted(conflicts) == sorted([right, wrong])
+    assert [(l.exercise, l.time_done, l.problem_number) for l in out] == [
+        ("a", T0, 1), ("b", T0, 1), ("a", T0 + 1, 2)]
+    assert sessionize([later, right, wrong, right, numbered, other]) == (out, 1)
 
 
 def test_sessionize_tie_break_is_independent_of_input_order():
@@ -259,14 +278,15 @@ def test_sessionize_tie_break_is_independent_of_input_order():
                         time_taken=rng.choice([None, 3, 8]),
                         count_hints=rng.choice([None, 0, 1])))
     logs += logs[:10]  # and some exact duplicates
-    expected, expected_duplicates = sessionize(logs)
-    assert expected_duplicates >= 10
-    assert len(expected) == len(set(logs))
-    assert [l.time_done for l in expected] == sorted(l.time_done for l in expected)
+    expected = sessionize_with_conflicts(logs)
+    kept, duplicates, conflicts = expected
+    assert duplicates >= 10 and conflicts
+    assert len(kept) + len(conflicts) == len(set(logs))
+    assert [l.time_done for l in kept] == sorted(l.time_done for l in kept)
     for _ in range(20):
         shuffled = list(logs)
         rng.shuffle(shuffled)
-        assert sessionize(shuffled) == (expected, expected_duplicates)
+        assert sessionize_with_conflicts(shuffled) == expected
 
 
 def test_sessionize_tie_break_with_none_and_minus_one():
@@ -524,3 +544,20 @@ def test_rows_carry_a_stable_user_hash():
          "print(user_hash('user0'), user_hash('\u00e9l\u00e8ve'))"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert other == [str(user_hash("user0")), str(user_hash("\u00e9l\u00e8ve"))]
+
+
+def test_component_keys_are_unambiguous_for_any_names():
+    """The separator inside names must not make two keys one vector, while
+    names without it keep the vectors of models trained before the escaping."""
+    dim = 8
+    keys = [("a\x1fb", "c", True), ("a", "b\x1fc", True), ("a\x1b\x1fb", "c", True),
+            ("a\x1b", "\x1fb\x1fc", True), ("a\x1fb\x1fc", "", True)]
+    vectors = {random_component(key, 0, dim).tobytes() for key in keys}
+    assert len(vectors) == len(keys)
+    # Unchanged derivation for plain names: the digest of the old joined text.
+    import hashlib
+    text = "\x1f".join(("0", "fractions", "type_a", "1"))
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:16], "little")
+    expected = np.random.Generator(np.random.PCG64(seed)).standard_normal(dim)
+    assert np.array_equal(random_component(("fractions", "type_a", True), 0, dim),
+                          expected / np.linalg.norm(expected))

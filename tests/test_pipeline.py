@@ -280,9 +280,10 @@ def test_bad_rows_are_dead_lettered_and_counted(raw_records, tmp_path):
         "bad_timestamp": dict(template, time_done="yesterday"),
         "bad_boolean": dict(template, correct="maybe"),
         "bad_problem_number": dict(template, problem_number=0),
-        "bad_count_hints": dict(template, count_hints="lots"),
         "not_a_record": [1, 2, 3],
     }
+    # A bad optional value costs only the value: the attempt is trained on.
+    nulled = dict(template, count_hints="lots", time_done=format_timestamp(1_767_000_000_000_000))
     attempts = {}
     for record in good:
         attempts[record["user"]] = attempts.get(record["user"], 0) + 1
@@ -291,7 +292,7 @@ def test_bad_rows_are_dead_lettered_and_counted(raw_records, tmp_path):
                   time_done=format_timestamp(1_767_225_600_000_000 + i * 1_000_000))
              for i in range(limit + 1)]
     duplicates = good[:5]
-    lines = [json.dumps(r) for r in good + list(bad.values()) + heavy + duplicates]
+    lines = [json.dumps(r) for r in good + [nulled] + list(bad.values()) + heavy + duplicates]
     lines.insert(10, "{not json")
     lines.insert(20, "")  # blank lines are not records
     path = tmp_path / "mixed.jsonl"
@@ -311,11 +312,14 @@ def test_bad_rows_are_dead_lettered_and_counted(raw_records, tmp_path):
     expected["too_many_attempts"] = len(heavy)
     assert reasons == expected
     assert summary["dead_lettered"] == expected
-    assert summary["records_read"] == len(good) + len(bad) + 1 + len(heavy) + len(duplicates)
+    records = len(good) + 1 + len(bad) + 1 + len(heavy) + len(duplicates)
+    assert summary["records_read"] == summary["physical_records"] == records
+    assert summary["records_unreadable"] == 0
+    assert summary["optional_fields_nulled"] == {"count_hints": 1}
     assert summary["duplicates_dropped"] == len(duplicates)
     assert summary["students_skipped"] == 1
     # Every good row is replayed once; nothing else is.
-    assert summary["rows_emitted"] == len(good) == summary["records_trained_on"]
+    assert summary["rows_emitted"] == len(good) + 1 == summary["records_trained_on"]
     assert (summary["records_trained_on"] + summary["duplicates_dropped"]
             + summary["dead_lettered_total"] == summary["records_read"])
     bad_json = next(r for r in dead if r["reason"] == "bad_json")
@@ -331,11 +335,24 @@ def test_unreadable_file_is_dead_lettered_not_fatal(sample, tmp_path):
     (data / "truncated.avro").write_bytes(content[: len(content) // 2])
     summary = run(["--input", str(data / "*.avro"), "--output", str(tmp_path / "out"),
                    *COMMON])
-    assert summary["dead_lettered"] == {"unreadable_file": 1}
+    # Not a record of its own: the stretch is counted apart from dead letters.
+    assert summary["dead_lettered"] == {}
+    assert summary["unreadable_stretches"] == 1
     assert summary["exercises_fitted"] > 0
-    dead = read_jsonl(str(tmp_path / "out" / "dead_letter" / "*.jsonl"))
-    assert dead[0]["file"].endswith("truncated.avro")
-    assert "after" in dead[0]["detail"]
+    with open(original, "rb") as handle:
+        blocks = [(block.offset, block.num_records) for block in fastavro.block_reader(handle)]
+    records = sum(count for _, count in blocks)
+    cut = len(content) // 2
+    ends = [offset for offset, _ in blocks[1:]] + [len(content)]
+    whole = sum(count for (_, count), end in zip(blocks, ends) if end <= cut)
+    (cut_block,) = [count for (offset, count), end in zip(blocks, ends) if offset < cut < end]
+    assert summary["records_read"] == records + whole
+    assert summary["records_unreadable"] == cut_block  # its header says how many
+    assert summary["physical_records"] == 2 * records - (records - whole - cut_block)
+    (dead,) = read_jsonl(str(tmp_path / "out" / "dead_letter" / "*.jsonl"))
+    assert dead["file"].endswith("truncated.avro") and dead["reason"] == "unreadable_file"
+    assert dead["record"] == {"records_lost": summary["records_unreadable"] or None,
+                              "bytes_lost": summary["bytes_unreadable"] or None}
 
 
 def cli(*args):

@@ -303,3 +303,21 @@ def test_module_does_not_import_apache_beam():
             "sys.exit('apache_beam' in sys.modules)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_names_full_of_separators_never_share_a_feature():
+    """Exercise 'col|x' with type 'y' and exercise 'col' with type 'x|y' (and
+    other splits of the same characters) give distinct feature values, and so
+    do (exercise, earlier exercise) pairs in the prior-outcome template."""
+    pairs = [("col|x", "y"), ("col", "x|y"), ("col\\", "|x|y"), ("col\\|x", "y"),
+             ("a=b", "c"), ("a", "b=c"), ("a|b=correct", ""), ("a", "b=correct|"),
+             ("a", "b=correct"), ("a|b", "correct")]
+    by_type, by_prior = {}, {}
+    for exercise, other in pairs:
+        earlier = ProblemLog("u", other, "", 1, 0, True)   # `other` as an exercise
+        (_, row) = student_features([earlier, ProblemLog("u", exercise, other, 1, 1, True)])
+        (type_value,) = row["exercise_x_problem_type"]
+        (prior_value,) = row["exercise_x_prior_outcome"]
+        assert by_type.setdefault(type_value, (exercise, other)) == (exercise, other)
+        assert by_prior.setdefault(prior_value, (exercise, other)) == (exercise, other)
+    assert len(by_type) == len(by_prior) == len(pairs)

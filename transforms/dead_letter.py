@@ -2,22 +2,28 @@
 
 import datetime
 import json
-
+import math
 
 from models.problem_log import format_timestamp
 
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
 
 def _json_safe(value):
+    """`value` as strict JSON can hold it: a dead-letter record must never fail
+    to be written because of the very damage it reports (NaN, bytes, ...)."""
     if isinstance(value, dict):
         return {str(key): _json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE.get(value, "NaN")
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
-    if isinstance(value, datetime.datetime):
+    if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
     if hasattr(value, "item"):  # numpy scalar
         return _json_safe(value.item())
     return repr(value)
@@ -36,4 +42,8 @@ def problem_log_as_dict(log) -> dict:
 
 
 def to_json_line(record: dict) -> str:
-    return json.dumps(record, sort_keys=True, allow_nan=False)
+    """Strict JSON (no NaN): made safe first if it does not encode as it is."""
+    try:
+        return json.dumps(record, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_json_safe(record), sort_keys=True, allow_nan=False)

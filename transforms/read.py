@@ -10,31 +10,31 @@ Every raw record ends up either in a ProblemLog or in a dead-letter record with
 its reason; counters in the METRICS_NAMESPACE count both.
 """
 
-import csv
-import io
-import json
+from typing import Optional
 
 import apache_beam as beam
-import fastavro
 from apache_beam import pvalue
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from models.problem_log import InvalidProblemLog, ProblemLogParser
+from models.problem_log import (FIELDS, FUTURE_ALLOWANCE_MICROS, InvalidProblemLog,
+                                ProblemLogParser, now_micros)
 from transforms.dead_letter import dead_letter_record
+from transforms.file_formats import RECORD_READERS, ReadStats, Unparsable, Unreadable
 
 METRICS_NAMESPACE = "knowledge_model"
 FORMATS = ("avro", "json", "csv", "parquet")
 _EXTENSIONS = {".avro": "avro", ".json": "json", ".jsonl": "json", ".ndjson": "json",
                ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 VALID, DEAD_LETTER = "valid", "dead_letter"
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".lzo")
 
 
 def detect_format(pattern: str) -> str:
     """File format from the glob's extension (compression suffixes ignored)."""
     name = pattern.lower()
-    for suffix in (".gz", ".bz2", ".deflate", ".zst", ".lzo"):
+    for suffix in _COMPRESSION_SUFFIXES:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     for extension, file_format in _EXTENSIONS.items():
@@ -45,90 +45,71 @@ def detect_format(pattern: str) -> str:
         f"({', '.join(sorted(_EXTENSIONS))}); pass --input_format {'|'.join(FORMATS)}")
 
 
-class _Unparsable:
-    """A raw record that failed before it was even a mapping (bad JSON line,
-    ragged CSV row)."""
-
-    __slots__ = ("reason", "detail", "raw")
-
-    def __init__(self, reason, detail, raw):
-        self.reason, self.detail, self.raw = reason, detail, raw
+def _compressed(path: str) -> bool:
+    return path.lower().endswith(_COMPRESSION_SUFFIXES)
 
 
-def _avro_records(handle):
-    yield from fastavro.reader(handle)
-
-
-def _parquet_records(handle):
-    import pyarrow.parquet as pq  # pyarrow is heavy; only Parquet reads need it
-    for batch in pq.ParquetFile(handle).iter_batches(batch_size=65536):
-        yield from batch.to_pylist()
-
-
-def _json_records(handle):
-    for line in io.TextIOWrapper(handle, encoding="utf-8"):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except ValueError as error:
-            yield _Unparsable("bad_json", str(error), line.rstrip("\n"))
-
-
-def _csv_records(handle):
-    # newline="" keeps quoted newlines inside their field.
-    for row in csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline="")):
-        if None in row:
-            yield _Unparsable("bad_csv_row", "more cells than header columns", row)
-        else:
-            yield {key: (value if value != "" else None) for key, value in row.items()}
-
-
-def _until_unreadable(records):
-    """The records of a file; if the file turns out corrupt or truncated, what
-    was read stays and the rest becomes one `unreadable_file` record, so it can
-    be found and re-exported instead of failing the whole job."""
+def _until_unreadable(records, stats: ReadStats, handle, size: Optional[int]):
+    """The records of a file; if the file turns out corrupt or truncated where
+    its reader cannot resynchronise, what was read stays and the rest becomes
+    one Unreadable stretch, so it is reported instead of failing the job."""
     count = 0
     try:
         for record in records:
             count += 1
             yield record
     except Exception as error:  # pylint: disable=broad-except  (any reader error)
-        yield _Unparsable("unreadable_file",
-                          f"{type(error).__name__}: {error} (after {count} records)", {})
-
-
-_RECORD_READERS = {"avro": _avro_records, "parquet": _parquet_records,
-                   "json": _json_records, "csv": _csv_records}
+        try:
+            left = size - handle.tell() if size is not None else None
+        except Exception:  # pylint: disable=broad-except  (closed or unseekable)
+            left = None
+        yield stats.unreadable(f"{type(error).__name__}: {error} (after {count} records)",
+                               skipped=left)
 
 
 class _Validator:
     """Raw record -> ProblemLog, a dead-letter output, or None when it falls
     outside the time window [start, end) (µs since the epoch; None: open)."""
 
-    def __init__(self, column_mapping, window, source_field: str):
+    def __init__(self, column_mapping, window, source_field: str, not_after: int):
         self.source_field = source_field
-        self.parse = ProblemLogParser(dict(column_mapping or {}))
+        self.parse = ProblemLogParser(dict(column_mapping or {}), not_after)
+        self.columns = dict(zip(FIELDS, self.parse.columns))
         self.start, self.end = window or (None, None)
         # Counted locally and published in bulk: a Beam counter update per
         # record would cost about as much as parsing it.
         self.counts = dict.fromkeys(("records_read", "records_valid", "records_outside_window"), 0)
+        self.stats = ReadStats()
 
     def publish_counts(self):
-        for name, value in self.counts.items():
-            Metrics.counter(METRICS_NAMESPACE, name).inc(value)
+        stats, self.stats = self.stats, ReadStats()
+        counts = {**self.counts, "physical_records": stats.physical,
+                  "records_unreadable": stats.unreadable_records,
+                  "bytes_unreadable": stats.unreadable_bytes,
+                  "unreadable_stretches": stats.stretches,
+                  **{f"bad_optional_{field}": value
+                     for field, value in self.parse.nulled.items()}}
+        for name, value in counts.items():
+            if value:
+                Metrics.counter(METRICS_NAMESPACE, name).inc(value)
         self.counts = dict.fromkeys(self.counts, 0)
+        self.parse.nulled = dict.fromkeys(self.parse.nulled, 0)
 
     def __call__(self, raw, source: str):
+        kind = type(raw)
+        if kind is Unreadable:
+            record = dead_letter_record("read", "unreadable_file", raw.detail, raw.as_record())
+            record[self.source_field] = source
+            return pvalue.TaggedOutput(DEAD_LETTER, record)
         self.counts["records_read"] += 1
         try:
-            if type(raw) is _Unparsable:
+            if kind is Unparsable:
                 raise InvalidProblemLog(raw.reason, raw.detail)
             log = self.parse(raw)
         except InvalidProblemLog as error:
             Metrics.counter(METRICS_NAMESPACE, f"dead_letter_{error.reason}").inc()
             record = dead_letter_record("read", error.reason, error.detail,
-                                        raw.raw if type(raw) is _Unparsable else raw)
+                                        raw.raw if kind is Unparsable else raw)
             record[self.source_field] = source
             return pvalue.TaggedOutput(DEAD_LETTER, record)
         if ((self.start is not None and log.time_done < self.start)
@@ -164,24 +145,36 @@ class _UserChunks:
         return chunks
 
 
+def default_not_after() -> int:
+    """Attempts later than this (the run's start plus the clock-skew allowance)
+    are future_timestamp; fixed when the graph is built, so every worker agrees."""
+    return now_micros() + FUTURE_ALLOWANCE_MICROS
+
+
 class _ReadFile(beam.DoFn):
     """ReadableFile -> (user, [ProblemLog fields as a plain tuple]) chunks, plus
     tagged dead letters."""
 
-    def __init__(self, file_format: str, column_mapping, max_buffered: int, window):
-        self.read_records = _RECORD_READERS[file_format]
+    def __init__(self, file_format: str, column_mapping, max_buffered: int, window,
+                 not_after: int):
+        self.read_records = RECORD_READERS[file_format]
         self.column_mapping, self.window = column_mapping, window
         self.max_buffered = max_buffered
+        self.not_after = not_after
         self.files_read = Metrics.counter(METRICS_NAMESPACE, "files_read")
 
     def setup(self):
-        self.validate = _Validator(self.column_mapping, self.window, "file")
+        self.validate = _Validator(self.column_mapping, self.window, "file", self.not_after)
 
     def process(self, readable_file):
-        path = readable_file.metadata.path
+        metadata = readable_file.metadata
+        path = metadata.path
+        size = None if _compressed(path) else metadata.size_in_bytes
         chunks = _UserChunks(self.max_buffered)
+        stats = self.validate.stats
         with readable_file.open() as handle:
-            for raw in _until_unreadable(self.read_records(handle)):
+            records = self.read_records(handle, stats, self.validate.columns)
+            for raw in _until_unreadable(records, stats, handle, size):
                 log = self.validate(raw, path)
                 if type(log) is pvalue.TaggedOutput:
                     yield log
@@ -196,17 +189,20 @@ class ValidateRows(beam.DoFn):
     """Row dicts (e.g. from BigQuery) -> the same per-user chunks and dead
     letters as a file read, chunked per bundle."""
 
-    def __init__(self, source: str, column_mapping, max_buffered: int, window):
+    def __init__(self, source: str, column_mapping, max_buffered: int, window,
+                 not_after: int = None):
         self.source, self.column_mapping, self.window = source, column_mapping, window
         self.max_buffered = max_buffered
+        self.not_after = default_not_after() if not_after is None else not_after
 
     def setup(self):
-        self.validate = _Validator(self.column_mapping, self.window, "source")
+        self.validate = _Validator(self.column_mapping, self.window, "source", self.not_after)
 
     def start_bundle(self):
         self.chunks = _UserChunks(self.max_buffered)
 
     def process(self, row):
+        self.validate.stats.physical += 1
         log = self.validate(row, self.source)
         if type(log) is pvalue.TaggedOutput:
             yield log
@@ -224,9 +220,10 @@ class ReadProblemLogs(beam.PTransform):
     may span chunks) and `dead_letter`: dicts with stage, reason, detail, record."""
 
     def __init__(self, pattern: str, file_format: str = None, column_mapping=None,
-                 max_buffered: int = 200000, window=None):
+                 max_buffered: int = 200000, window=None, not_after: int = None):
         super().__init__()
         self.window = window
+        self.not_after = default_not_after() if not_after is None else not_after
         self.pattern = pattern
         self.file_format = file_format or detect_format(pattern)
         if self.file_format not in FORMATS:
@@ -241,5 +238,5 @@ class ReadProblemLogs(beam.PTransform):
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "ReadAndValidate" >> beam.ParDo(
                     _ReadFile(self.file_format, self.column_mapping, self.max_buffered,
-                              self.window))
+                              self.window, self.not_after))
                 .with_outputs(DEAD_LETTER, main=VALID))

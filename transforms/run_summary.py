@@ -6,9 +6,13 @@ from transforms.read import METRICS_NAMESPACE
 
 _DEAD_LETTER_PREFIX = "dead_letter_"
 _SKIPPED_PREFIX = "exercises_skipped_"
-_COUNTS = ("records_read", "records_valid", "records_outside_window", "duplicates_dropped",
-           "students", "students_skipped", "rows_emitted", "rows_before_window",
-           "exercises_fitted")
+_NULLED_PREFIX = "bad_optional_"
+_COUNTS = ("physical_records", "records_read", "records_unreadable", "bytes_unreadable",
+           "unreadable_stretches", "records_valid", "records_outside_window",
+           "duplicates_dropped", "students", "students_skipped", "rows_emitted",
+           "rows_before_window", "exercises_fitted")
+# Dead-letter reasons of records that were valid when read (the sessionize stage).
+SESSIONIZE_REASONS = ("too_many_attempts", "conflicting_duplicate")
 
 
 def counter_values(result) -> dict:
@@ -33,8 +37,12 @@ def summarize(counters: dict) -> dict:
     summary["dead_lettered_total"] = sum(dead_lettered.values())
     summary["exercises_skipped"] = dict(sorted(skipped.items()))
     summary["exercises_skipped_total"] = sum(skipped.values())
+    summary["optional_fields_nulled"] = {
+        name[len(_NULLED_PREFIX):]: value for name, value in sorted(counters.items())
+        if name.startswith(_NULLED_PREFIX)}
     summary["records_trained_on"] = (summary["records_valid"] - summary["duplicates_dropped"]
-                                     - dead_lettered.get("too_many_attempts", 0))
+                                     - sum(dead_lettered.get(reason, 0)
+                                           for reason in SESSIONIZE_REASONS))
     return summary
 
 
@@ -42,13 +50,25 @@ def _by_reason(counts: dict) -> str:
     return f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""
 
 
+def unreadable_line(summary: dict) -> str:
+    """What could not be read at all, or "" when everything was."""
+    if not summary.get("unreadable_stretches"):
+        return ""
+    return (f"{summary['unreadable_stretches']} unreadable stretch(es) in the input: "
+            f"{summary['records_unreadable']} records and {summary['bytes_unreadable']} bytes "
+            f"(of unknown records) not read; see the dead letter's unreadable_file records.")
+
+
 def human_summary(summary: dict, output: str) -> str:
+    nulled = summary.get("optional_fields_nulled")
     lines = [
         f"Read {summary['records_read']} ProblemLogs: {summary['records_trained_on']} replayed, "
         f"{summary['duplicates_dropped']} duplicates dropped, "
         f"{summary['dead_lettered_total']} dead-lettered{_by_reason(summary['dead_lettered'])}"
         + (f", {summary['records_outside_window']} outside the date window."
-           if summary["records_outside_window"] else "."),
+           if summary["records_outside_window"] else ".")
+        + (f" Bad optional values replaced by null{_by_reason(nulled)}." if nulled else ""),
+        unreadable_line(summary),
         f"{summary['students']} students replayed ({summary['students_skipped']} skipped), "
         f"{summary['rows_emitted']} training rows"
         + (f" ({summary['rows_before_window']} attempts before the window replayed for "
@@ -57,6 +77,7 @@ def human_summary(summary: dict, output: str) -> str:
         f"{summary['exercises_skipped_total']} skipped{_by_reason(summary['exercises_skipped'])}.",
         f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
     ]
+    lines = [line for line in lines if line]
     lines += [f"  {name:<18} {path}" for name, path in summary["outputs"].items()]
     evaluation = summary.get("evaluation")
     if evaluation and evaluation["holdout_log_likelihood"] is not None:
