@@ -224,8 +224,8 @@ class ProblemLogParser:
     """Validates raw records (dicts from Avro, JSON, CSV, Parquet or BigQuery)
     under one column mapping; the mapping is resolved once, not per record.
 
-    `not_after` (epoch microseconds): attempts later than this are
-    future_timestamp. `nulled` counts, per optional field, the bad values that
+    `not_after` (epoch microseconds; default: now plus the allowance):
+    attempts later than this are future_timestamp. `nulled` counts, per optional field, the bad values that
     were replaced by null: the model does not use those fields, so a bad one
     must not cost the attempt (which would change the student's later
     features)."""
@@ -233,7 +233,8 @@ class ProblemLogParser:
     def __init__(self, column_mapping: Mapping = None, not_after: Optional[int] = None):
         mapping = dict(column_mapping or {})
         self.columns = tuple(mapping.get(field, field) for field in FIELDS)
-        self.not_after = _MAX_MICROS if not_after is None else not_after
+        self.not_after = (now_micros() + FUTURE_ALLOWANCE_MICROS if not_after is None
+                          else not_after)
         self.nulled = dict.fromkeys(OPTIONAL_INT_FIELDS, 0)
 
     def __call__(self, raw: Mapping) -> ProblemLog:
@@ -295,3 +296,51 @@ def format_timestamp(micros: int) -> str:
     """Epoch microseconds -> ISO-8601 UTC text ('...Z')."""
     moment = _EPOCH + datetime.timedelta(microseconds=micros)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+# Column names that other ProblemLog schemas use for our fields, most likely
+# first (KDD Cup / ASSISTments-style exports, LMS event tables).
+_COLUMN_SYNONYMS = {
+    "user": ("student_id", "user_id", "student", "userid", "anon_student_id", "learner_id",
+             "learner", "account_id", "uid", "sid"),
+    "exercise": ("skill", "skill_id", "skill_name", "exercise_id", "item_id", "item",
+                 "problem_id", "question_id", "question", "kc", "concept", "task"),
+    "time_done": ("timestamp", "time", "ts", "datetime", "date", "created_at", "answered_at",
+                  "event_time", "start_time", "end_time"),
+    "correct": ("is_correct", "correctness", "answer_correct", "outcome", "success", "score",
+                "right"),
+    "problem_type": ("type", "problem_template", "template", "item_type", "question_type"),
+    "problem_number": ("attempt_number", "problem_index", "attempt", "order_id"),
+    "time_taken": ("duration", "response_time", "ms_first_response", "time_spent"),
+    "count_hints": ("hint_count", "hints"),
+    "count_attempts": ("attempt_count", "attempts"),
+}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+
+
+def suggest_column_mapping(columns, missing) -> dict:
+    """{field: column} guesses for the `missing` fields among a file's
+    `columns` (for an error message: a person confirms them)."""
+    free = {_normal(column): column for column in columns}
+    guesses = {}
+    for field in missing:
+        candidates = [_normal(field), *_COLUMN_SYNONYMS.get(field, ())]
+        match = next((free[name] for name in candidates if name in free), None)
+        if match is None:
+            tokens = {name: set(name.split("_")) for name in free}
+            match = next((free[name] for candidate in candidates for name in free
+                          if candidate in tokens[name]), None)
+        if match is not None:
+            guesses[field] = match
+            free = {name: column for name, column in free.items() if column != match}
+    return guesses
+
+
+def missing_columns(columns, column_mapping: Mapping) -> list:
+    """The required fields whose (mapped) column is not among `columns`."""
+    present = set(columns)
+    mapping = dict(column_mapping or {})
+    return [field for field in REQUIRED_FIELDS if mapping.get(field, field) not in present]

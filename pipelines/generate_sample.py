@@ -26,6 +26,7 @@ import numpy as np
 
 from models import simulation
 from models.problem_log import FIELDS, PROBLEM_LOG_AVRO_SCHEMA
+from pipelines import cli
 
 FORMATS = ("avro", "json", "csv", "parquet")
 TRUE_PROBABILITIES = "true_probabilities.csv"
@@ -264,7 +265,7 @@ def _non_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m pipelines.generate_sample",
         description=(
             "Write deterministic synthetic ProblemLogs (and their true "

@@ -9,8 +9,10 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from models.problem_log import parse_column_mapping
+from models.problem_log import (FIELDS, missing_columns, parse_column_mapping,
+                                suggest_column_mapping)
 from pipelines.options import date_window
+from transforms.file_formats import SCHEMA_READERS
 from transforms.read import ReadProblemLogs, detect_format
 from transforms.read_bigquery import (BQ_SCHEME, ReadProblemLogsFromBigQuery, TableRef,
                                       parse_dataset, parse_table, selected_fields,
@@ -18,6 +20,9 @@ from transforms.read_bigquery import (BQ_SCHEME, ReadProblemLogsFromBigQuery, Ta
                                       windowed_query)
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# Files whose header or schema is checked before the job starts (each costs an
+# open, and for Parquet a footer read: a bound for exports of thousands of shards).
+SCHEMA_CHECKED_FILES = 20
 
 
 class ProblemLogSource(NamedTuple):
@@ -57,8 +62,49 @@ def _file_source(options, mapping, window) -> ProblemLogSource:
                          f"'{directories[0].rstrip('/')}/*.avro'")
     file_format = (detect_format(options.input) if options.input_format == "auto"
                    else options.input_format)
+    _check_file_columns(options.input, sorted(matched)[:SCHEMA_CHECKED_FILES], file_format,
+                        mapping)
     return ProblemLogSource(options.input, ReadProblemLogs(
         options.input, file_format, mapping, window=tuple(map(day_start_micros, window))))
+
+
+def _file_columns(path: str, file_format: str):
+    """The columns a file declares (CSV header, Parquet or Avro schema), or
+    None when it declares none or cannot be read (the job then dead-letters
+    it; damage in data files is not a command-line error)."""
+    try:
+        with FileSystems.open(path) as handle:
+            return SCHEMA_READERS[file_format](handle)
+    except Exception:  # pylint: disable=broad-except  (damaged or not this format)
+        return None
+
+
+def mapping_problem(where: str, columns, mapping) -> str:
+    """'' if `columns` hold every required field (after `mapping`), else an
+    error naming the missing fields and a --column_mapping to try."""
+    missing = missing_columns(columns, mapping)
+    if not missing:
+        return ""
+    guesses = {**mapping, **suggest_column_mapping(columns, missing)}
+    suggestion = ",".join(f"{field}={guesses.get(field, '<column>')}" for field in FIELDS
+                          if field in guesses or field in missing)
+    return (f"{where} has no column for {', '.join(missing)} (its columns: "
+            f"{', '.join(columns) or 'none'}); map them with --column_mapping, e.g. "
+            f"--column_mapping {suggestion}")
+
+
+def _check_file_columns(pattern: str, paths, file_format: str, mapping) -> None:
+    """Refuse before any work when a file's declared columns cannot give the
+    required fields: otherwise the whole job would run to dead-letter every
+    record."""
+    if file_format not in SCHEMA_READERS:
+        return
+    for path in paths:
+        columns = _file_columns(path, file_format)
+        if columns is not None:
+            problem = mapping_problem(f"--input {pattern!r}: {path}", columns, mapping)
+            if problem:
+                raise ValueError(problem)
 
 
 def _table_source(table: TableRef, mapping, window) -> ProblemLogSource:
@@ -67,6 +113,9 @@ def _table_source(table: TableRef, mapping, window) -> ProblemLogSource:
     except Exception as error:  # pylint: disable=broad-except  (any API failure)
         raise ValueError(f"cannot read the schema of BigQuery table {table.spec()}: "
                          f"{type(error).__name__}: {error}") from None
+    problem = mapping_problem(f"BigQuery table {table.spec()}", list(schema), mapping)
+    if problem:
+        raise ValueError(problem)
     fields = selected_fields(mapping, list(schema))
     time_column = source_columns(mapping)["time_done"]
     restriction = (window_condition(time_column, schema[time_column], window)
@@ -87,13 +136,17 @@ def _query_source(options, mapping, window) -> ProblemLogSource:
         mapping, query=query, temp_dataset=temp_dataset))
 
 
-def problem_log_source(options, window=None) -> ProblemLogSource:
-    """Check the input options and build the read of the days in `window`
-    (first day, day after the last; default: the date-window options). Raises
-    ValueError naming the option at fault."""
+def check_input_options(options):
+    """The input options' own checks, with no file or network access, so an
+    entry point can refuse a bad command line before any I/O. Returns
+    (column mapping, BigQuery table or None). Raises ValueError naming the
+    option at fault."""
     mapping = parse_column_mapping(options.column_mapping)
-    window = date_window(options) if window is None else window
     table = _bigquery_table(options)
+    if table is not None or options.input_query:
+        source_columns(mapping)
+    if options.input_query and options.bq_temp_dataset:
+        parse_dataset(options.bq_temp_dataset, "--bq_temp_dataset")
     given = [name for name, present in (("--input", bool(options.input) or table),
                                         ("--input_query", bool(options.input_query)))
              if present]
@@ -101,6 +154,15 @@ def problem_log_source(options, window=None) -> ProblemLogSource:
         raise ValueError("--input (a file glob or bq://project.dataset.table) is required")
     if len(given) > 1:
         raise ValueError("give either --input or --input_query, not both")
+    return mapping, table
+
+
+def problem_log_source(options, window=None) -> ProblemLogSource:
+    """Check the input options and build the read of the days in `window`
+    (first day, day after the last; default: the date-window options). Raises
+    ValueError naming the option at fault."""
+    window = date_window(options) if window is None else window
+    mapping, table = check_input_options(options)
     if options.input_query:
         return _query_source(options, mapping, window)
     if table is not None:

@@ -21,10 +21,11 @@ import os
 import sys
 
 from models.param_store import ModelNotFound, Registry
+from pipelines import cli
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m pipelines.model_registry", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", default=os.environ.get("DATASTORE_PROJECT_ID")

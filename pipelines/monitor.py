@@ -31,9 +31,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from models import monitoring_report, serving
 from models.param_store import ModelNotFound, Registry
-from pipelines.input_source import day_start_micros, problem_log_source
+from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
-                               ProblemLogOptions, UsageError, command_line, output_path,
+                               ProblemLogOptions, UsageError, checked_options, command_line,
+                               output_path,
                                parse_problem_number_range, read_window, submits_only)
 from transforms.monitoring import (DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery,
                                    WriteDashboard)
@@ -101,11 +102,14 @@ def validate(options) -> dict:
     if options.metrics_table:
         parse_table(options.metrics_table, "--metrics_table")
     read, start = read_window(options)
+    number_range = parse_problem_number_range(options.problem_number_range)
+    check_input_options(options)
+    # Then what reads files, Datastore or BigQuery.
     return {
         "model": load_model(options),
         "source": problem_log_source(options, window=read),
         "window": (start, read[1]),
-        "problem_number_range": parse_problem_number_range(options.problem_number_range),
+        "problem_number_range": number_range,
     }
 
 
@@ -147,7 +151,7 @@ def _day_span(days) -> dict:
 def run(argv=None) -> dict:
     """Run the monitor; returns its summary (also written to monitor_summary.json)."""
     started = time.monotonic()
-    pipeline_options = PipelineOptions(argv)
+    pipeline_options = checked_options(argv)
     options = pipeline_options.view_as(MonitorOptions)
     try:
         settings = validate(options)

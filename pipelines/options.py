@@ -6,6 +6,7 @@ share live here, each pipeline's own flags in its module.
 """
 
 import argparse
+import contextlib
 import datetime
 import logging
 import sys
@@ -15,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from models.exercise_model import FitSettings
+from pipelines.cli import leftover_problems
 from transforms.read import FORMATS
 
 
@@ -36,7 +38,11 @@ class ProblemLogOptions(PipelineOptions):
         group.add_argument("--input", default="",
                            help="ProblemLogs: a file glob (e.g. 'logs/*.avro', "
                                 "'gs://bucket/export/*.avro') or a BigQuery table "
-                                "'bq://project.dataset.table'.")
+                                "'bq://project.dataset.table'. time_done in JSON and CSV: "
+                                "ISO-8601 text, or a number of epoch SECONDS (epoch "
+                                "milliseconds land after year 9999 and are dead-lettered as "
+                                "bad_timestamp, or as future_timestamp when they fall after "
+                                "the run's start plus one hour).")
         group.add_argument("--output", default="",
                            help="Output directory (local path or gs://...). Required.")
         group.add_argument("--input_format", default="auto", choices=("auto",) + FORMATS,
@@ -182,6 +188,42 @@ def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime
         raise ValueError(f"--end_date {options.end_date} is before --start_date "
                          f"{options.start_date}")
     return start, end + datetime.timedelta(days=1) if end else None
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def unknown_arguments(argv) -> list:
+    """The arguments in `argv` that no option accepts, as error lines with the
+    closest valid option. Beam keeps only what its parser knows and drops the
+    rest with a warning, so a typo (--num_random_feature) would run the job on
+    defaults. Known: every option of every PipelineOptions class loaded (ours,
+    Beam's and the runners'), from the parser Beam itself builds."""
+    captured = []
+    with _quiet("apache_beam.options.pipeline_options"):
+        PipelineOptions(list(argv)).get_all_options(add_extra_args_fn=captured.append)
+    (parser,) = captured
+    _, leftovers = parser.parse_known_args(list(argv))
+    known_options = ["--" + name for name in vars(parser.parse_known_args([])[0])]
+    return leftover_problems(leftovers, known_options)
+
+
+def checked_options(argv) -> PipelineOptions:
+    """PipelineOptions of an entry point's argv; UsageError for any argument
+    no option accepts, before any work."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    problems = unknown_arguments(argv)
+    if problems:
+        raise UsageError("; ".join(problems))
+    return PipelineOptions(argv)
 
 
 def submits_only(pipeline_options) -> bool:

@@ -34,8 +34,9 @@ from models.boosting import LOSSES
 from models.exercise_model import FitSettings
 from models.sparse_features import TEMPLATES, parse_templates
 from pipelines.input_source import problem_log_source
-from pipelines.options import (ProblemLogOptions, UsageError, command_line, output_path,
-                               parse_problem_number_range, submits_only)
+from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, checked_options,
+                               command_line, output_path, parse_problem_number_range,
+                               submits_only)
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
@@ -125,8 +126,8 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
     if not (options.input or options.input_query or options.bq_table):
         raise UsageError(f"--store {store!r} holds no columnar store; pass --input to build it")
     try:
-        source = problem_log_source(options)
         number_range = parse_problem_number_range(options.problem_number_range)
+        source = problem_log_source(options)
     except ValueError as error:
         raise UsageError(str(error)) from None
     stale = [metadata.path for match in FileSystems.match(
@@ -216,7 +217,7 @@ def train(argv, options: BoostedOptions, store: str, templates, l1_values,
 
 def run(argv=None) -> dict:
     started = time.monotonic()
-    options = PipelineOptions(argv).view_as(BoostedOptions)
+    options = checked_options(argv).view_as(BoostedOptions)
     try:
         templates = parse_templates(options.templates)
     except ValueError as error:
@@ -248,6 +249,13 @@ def run(argv=None) -> dict:
         print(f"Job submitted; it trains from {store} and writes under {options.output}.")
         return {}
     store_build = build_store(argv, options, store) if built else None
+    if built and not store_build["sparse_examples"]:
+        raise JobFailed(
+            f"no usable ProblemLog among the {store_build['records_read']} records read "
+            f"({store_build['dead_lettered_total']} dead-lettered, "
+            f"{store_build['records_outside_window']} outside the date window, "
+            f"{store_build['records_unreadable']} unreadable), so there is nothing to train; "
+            f"see {output_path(store, 'dead_letter', 'dead_letter-*.jsonl')}")
     models = train(argv, options, store, templates, l1_values)
     summary = {
         "models": models, "templates": list(templates), "loss": options.loss,

@@ -29,9 +29,9 @@ from models.evaluation import DEPLOY_POLICIES, evaluate
 from models.exercise_model import FitSettings
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from models.param_store import Registry
-from pipelines.input_source import day_start_micros, problem_log_source
+from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
-                               UsageError, command_line, output_path,
+                               UsageError, checked_options, command_line, output_path,
                                parse_problem_number_range, read_window, submits_only)
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
@@ -104,10 +104,10 @@ def validate(options) -> dict:
         raise ValueError("--output is required")
     read, start = read_window(options)
     settings = {
-        "source": problem_log_source(options, window=read),
         "train_from": day_start_micros(start),
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
+    check_input_options(options)
     positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
                 "min_samples", "max_iterations", "replay_batch_size", "datastore_write_attempts")
     for name in positive:
@@ -129,6 +129,8 @@ def validate(options) -> dict:
     if not 1 <= options.datastore_batch_size <= 500:
         raise ValueError(f"--datastore_batch_size must be in 1..500, got "
                          f"{options.datastore_batch_size}")
+    # Last: it reads file headers or the BigQuery schema.
+    settings["source"] = problem_log_source(options, window=read)
     return settings
 
 
@@ -243,7 +245,7 @@ class NothingTrained(JobFailed):
 def run(argv=None) -> dict:
     """Run the job; returns the run summary (also written to run_summary.json)."""
     started = time.monotonic()
-    pipeline_options = PipelineOptions(argv)
+    pipeline_options = checked_options(argv)
     options = pipeline_options.view_as(KnowledgeModelOptions)
     try:
         settings = validate(options)

@@ -12,8 +12,9 @@ from types import MappingProxyType
 import pytest
 
 from models.problem_log import (
-    FIELDS, InvalidProblemLog, ProblemLog, ProblemLogParser, format_timestamp,
-    parse_bool, parse_column_mapping, parse_problem_log, parse_timestamp_micros)
+    FIELDS, EpochMicros, InvalidProblemLog, ProblemLog, ProblemLogParser, format_timestamp,
+    missing_columns, parse_bool, parse_column_mapping, parse_problem_log,
+    parse_timestamp_micros, suggest_column_mapping)
 
 UTC = datetime.timezone.utc
 # 2024-01-02 03:04:05 UTC: 19724 days after the epoch + 3h 4m 5s.
@@ -337,9 +338,10 @@ def test_out_of_range_epoch_seconds_are_bad_timestamps(seconds):
 
 
 def test_range_limits_are_accepted_and_formattable():
+    parse = ProblemLogParser(not_after=253402300799 * 1_000_000)  # a run in the year 9999
     for seconds, text in [(253402300799, "9999-12-31T23:59:59Z"),
                           (-62135596800, "0001-01-01T00:00:00Z")]:
-        log = parse_problem_log(record(time_done=seconds))
+        log = parse(record(time_done=seconds))
         assert log.time_done == seconds * 1_000_000
         assert format_timestamp(log.time_done) == text
 
@@ -355,3 +357,57 @@ def test_problem_number_beyond_int64_is_bad(value):
 def test_integer_text_is_exact(field):
     assert getattr(parse_problem_log(record(**{field: "9007199254740993"})),
                    field) == 9007199254740993
+
+
+# --- ids and names ------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["user", "exercise", "problem_type"])
+@pytest.mark.parametrize("value", [{"name": "sh"}, ["a"], True, False, 1.5, float("nan"),
+                                   float("inf"), "x" * 1025, "\u00e9" * 513, "a\ud800b"])
+def test_names_that_are_not_text_are_dead_lettered(field, value):
+    assert reason_of(record(**{field: value})) == f"bad_{field}"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (42, "42"), (-7, "-7"), (" alice", "alice"), ("alice\u00a0", "alice"),
+    ("\u2003alice\u3000", "alice"), ("\talice\n", "alice"), ("x" * 1024, "x" * 1024),
+    ("\u00e9" * 512, "\u00e9" * 512), ("a|b=c\x1fd", "a|b=c\x1fd"),
+])
+def test_names_are_stripped_text_and_integers_their_decimal(value, expected):
+    for field in ("user", "exercise", "problem_type"):
+        assert getattr(parse_problem_log(record(**{field: value})), field) == expected
+
+
+def test_attempts_after_the_run_started_are_future_timestamps():
+    parser = ProblemLogParser(not_after=T0_MICROS)
+    assert parser(record(time_done=T0_SECONDS)).time_done == T0_MICROS
+    with pytest.raises(InvalidProblemLog) as caught:
+        parser(record(time_done=T0_SECONDS + 0.000001))
+    assert caught.value.reason == "future_timestamp"
+    # Epoch milliseconds read as seconds: the year 5138 is in the future...
+    assert reason_of(record(time_done=1e11)) == "future_timestamp"
+    # ...and further out it is no timestamp at all.
+    assert reason_of(record(time_done=1e12)) == "bad_timestamp"
+
+
+def test_typed_micros_are_exact():
+    assert parse_problem_log(record(time_done=EpochMicros(-62135596800000000))).time_done == \
+        -62135596800000000
+    assert reason_of(record(time_done=EpochMicros(253402300800000000))) == "bad_timestamp"
+
+
+def test_column_mapping_suggestion_from_other_schemas():
+    columns = ["student_id", "skill", "timestamp", "is_correct", "notes"]
+    assert missing_columns(columns, {}) == ["user", "exercise", "time_done", "correct"]
+    assert missing_columns(columns, {"user": "student_id"}) == ["exercise", "time_done",
+                                                                  "correct"]
+    assert suggest_column_mapping(columns, ["user", "exercise", "time_done", "correct"]) == {
+        "user": "student_id", "exercise": "skill", "time_done": "timestamp",
+        "correct": "is_correct"}
+    # KDD-Cup style names, matched by their words; a column is used once.
+    assert suggest_column_mapping(
+        ["Anon Student Id", "KC(Default)", "First Transaction Time", "Correct First Attempt"],
+        ["user", "exercise", "time_done", "correct"]) == {
+        "user": "Anon Student Id", "exercise": "KC(Default)",
+        "time_done": "First Transaction Time", "correct": "Correct First Attempt"}
+    assert suggest_column_mapping(["a", "b"], ["user"]) == {}

@@ -419,3 +419,6 @@ def schema_columns_avro(handle) -> list:
 
 RECORD_READERS = {"avro": avro_records, "parquet": parquet_records,
                   "json": json_records, "csv": csv_records}
+# Formats whose files declare their columns before the first record.
+SCHEMA_READERS = {"avro": schema_columns_avro, "parquet": schema_columns_parquet,
+                  "csv": header_columns_csv}
