@@ -16,7 +16,7 @@ credentials, so nothing here can reach Google or prompt for a login.
 * Flex Template launch: train_knowledge_model.main() with the arguments the
   Flex Template launcher passes (--template_location=<staging>/template_launches/
   .../job_object, parameters as --name=value, rewritten by
-  pipelines.launch.flex_template_argv): it writes the job object the Dataflow
+  pipelines.flex_template.flex_template_argv): it writes the job object the Dataflow
   service would start, and returns at once (exit status 0).
 """
 
@@ -48,7 +48,8 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import generate_sample, launch, train_boosted, train_knowledge_model
+from pipelines import generate_sample, train_boosted, train_knowledge_model
+from pipelines.flex_template import flex_template_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, REGION, BUCKET = "test-project-123", "us-central1", "km-test-bucket"
@@ -448,7 +449,7 @@ def flex_launch(gcs, logs):
     with deadline(TEST_TIMEOUT_S, "the Flex Template launch"), \
             contextlib.redirect_stdout(io.StringIO()):
         try:
-            train_knowledge_model.main(launch.flex_template_argv(argv))
+            train_knowledge_model.main(flex_template_argv(argv))
         except (Exception, SystemExit) as error:  # pylint: disable=broad-except
             outcome.error = error
         finally:
