@@ -23,5 +23,9 @@ setuptools.setup(
         "google-cloud-datastore==2.27.0",
         "threadpoolctl==3.8.0",
     ],
-    extras_require={"test": ["pytest==9.2.0", "scikit-learn==1.9.1"]},
+    extras_require={
+        "test": ["pytest==9.2.0", "scikit-learn==1.9.1"],
+        # python -m pipelines.launch (the deploy tool; not needed on workers).
+        "deploy": ["google-cloud-dataflow-client==0.13.0"],
+    },
 )

@@ -66,10 +66,10 @@ def main(argv: Optional[Sequence[str]] = None,
                 raise  # a missing dependency: keep the traceback
             raise LauncherError(f"no pipeline module {name} in this image") from None
         # Booleans arrive as --flag=true/false; argparse wants --flag or nothing.
-        from pipelines.launch import LaunchError, flex_template_argv
+        from pipelines.flex_template import ArgumentError, flex_template_argv
         try:
             argv = flex_template_argv(pipeline_argv(argv, environ))
-        except LaunchError as error:
+        except ArgumentError as error:
             raise LauncherError(str(error)) from None
     except LauncherError as error:
         print(f"error: {error}", file=sys.stderr)

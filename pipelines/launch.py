@@ -15,7 +15,9 @@ prints the JSON body of `projects.locations.flexTemplates.launch`
 Every --parameter is checked against the template's metadata
 (templates/<template name>.json, or --metadata FILE): the name must be a
 template parameter, the value must match its regexes, and required parameters
-must be given. With --send the body is POSTed to
+must be given. The request is built with the types of Google's Dataflow
+client (google-cloud-dataflow-client, dataflow_v1beta3), and the JSON printed
+is that message's REST body. With --send the client sends it to
 https://dataflow.googleapis.com/v1b3/projects/P/locations/R/flexTemplates:launch
 with Application Default Credentials (the caller needs roles/dataflow.developer
 and roles/iam.serviceAccountUser on the worker service account).
@@ -72,24 +74,21 @@ Decisions a nightly job depends on:
   parameters taking 'true' or 'false'. The Flex Template launcher passes every
   parameter as --name=value, which argparse rejects for a flag ("ignored
   explicit argument"), so the program the launcher runs must first rewrite the
-  arguments with flex_template_argv() below (--overwrite=true -> --overwrite,
-  --overwrite=false -> nothing).
+  arguments with pipelines.flex_template.flex_template_argv (--overwrite=true
+  -> --overwrite, --overwrite=false -> nothing); container/launcher.py does.
 """
 
 import argparse
 import base64
 import datetime
-import importlib
-import inspect
 import json
 import os
-import pkgutil
 import re
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from google.cloud import dataflow_v1beta3 as dataflow
 
 DATAFLOW_API = "https://dataflow.googleapis.com/v1b3"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -108,30 +107,16 @@ GCS_PATH = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9](/\S*)?")
 # every night (YYYY-MM-DD, or YYYYMMDD standing alone).
 ABSOLUTE_DATE = re.compile(r"(?<![0-9])(19|20)[0-9]{2}-?(0[1-9]|1[0-2])-?(0[1-9]|[12][0-9]|3[01])"
                            r"(?![0-9])")
-TRUE, FALSE = "true", "false"
 
-# FlexTemplateRuntimeEnvironment fields set from this command line.
-ENVIRONMENT_FLAGS = {
-    "service_account_email": "serviceAccountEmail",
-    "temp_location": "tempLocation",
-    "staging_location": "stagingLocation",
-    "num_workers": "numWorkers",
-    "max_workers": "maxWorkers",
-    "machine_type": "machineType",
-    "launcher_machine_type": "launcherMachineType",
-    "disk_size_gb": "diskSizeGb",
-    "network": "network",
-    "subnetwork": "subnetwork",
-    "ip_configuration": "ipConfiguration",
-    "sdk_container_image": "sdkContainerImage",
-    "flexrs_goal": "flexrsGoal",
-}
-# Every field of FlexTemplateRuntimeEnvironment (v1b3), for checks.
-ENVIRONMENT_FIELDS = frozenset(ENVIRONMENT_FLAGS.values()) | {
-    "zone", "additionalExperiments", "additionalUserLabels", "kmsKeyName", "workerRegion",
-    "workerZone", "enableStreamingEngine", "autoscalingAlgorithm", "dumpHeapOnOom",
-    "saveHeapDumpsToGcsPath", "enableLauncherVmSerialPortLogging", "streamingMode",
-    "additionalPipelineOptions"}
+# FlexTemplateRuntimeEnvironment fields set from this command line; each flag
+# is named like the field.
+ENVIRONMENT_FLAGS = (
+    "service_account_email", "temp_location", "staging_location", "num_workers",
+    "max_workers", "machine_type", "launcher_machine_type", "disk_size_gb", "network",
+    "subnetwork", "ip_configuration", "sdk_container_image", "flexrs_goal")
+# Every field of FlexTemplateRuntimeEnvironment as the REST body spells it.
+ENVIRONMENT_FIELDS = frozenset(
+    field.json_name for field in dataflow.FlexTemplateRuntimeEnvironment.pb().DESCRIPTOR.fields)
 
 # Cloud Scheduler: retry a failed launch (e.g. 409 while last night's job
 # still runs) a few times, all within hours of the schedule.
@@ -142,102 +127,6 @@ ATTEMPT_DEADLINE = "180s"
 
 class LaunchError(ValueError):
     """A bad command line: one line on stderr, exit status 2."""
-
-
-# --------------------------------------------------------------------------
-# Pipelines and their options (shared with templates/generate.py)
-
-def pipeline_modules() -> Dict[str, object]:
-    """Every entry point under pipelines/ that runs on Beam: a module with a
-    main() that defines its own PipelineOptions subclass. name -> module."""
-    import pipelines  # pylint: disable=import-outside-toplevel
-    found = {}
-    for info in sorted(pkgutil.iter_modules(pipelines.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"pipelines.{info.name}")
-        if callable(getattr(module, "main", None)) and own_options_classes(module):
-            found[info.name] = module
-    return found
-
-
-def own_options_classes(module) -> List[type]:
-    """PipelineOptions subclasses defined in `module` itself."""
-    return [value for _, value in inspect.getmembers(module, inspect.isclass)
-            if issubclass(value, PipelineOptions) and value is not PipelineOptions
-            and value.__module__ == module.__name__]
-
-
-def options_classes(module) -> List[type]:
-    """The option classes whose flags a pipeline defines: its own classes and
-    their PipelineOptions bases (shared ones first, in method resolution
-    order), each once; generic Beam options are not among them."""
-    ordered = []
-    for own in own_options_classes(module):
-        for cls in own.__mro__[1:] + (own,):
-            if (isinstance(cls, type) and issubclass(cls, PipelineOptions)
-                    and cls is not PipelineOptions and "_add_argparse_args" in vars(cls)
-                    and cls not in ordered):
-                ordered.append(cls)
-    return ordered
-
-
-def options_parser(classes) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for cls in classes:
-        cls._add_argparse_args(parser)  # pylint: disable=protected-access
-    return parser
-
-
-def is_boolean(action: argparse.Action) -> bool:
-    """A flag (store_true/store_false), or an option whose value is optional
-    and stands for True when left out (nargs='?', const=True)."""
-    return action.nargs == 0 or (action.nargs == "?" and action.const is True)
-
-
-# --------------------------------------------------------------------------
-# What the Flex Template launcher passes
-
-def _flag_actions() -> Dict[str, argparse.Action]:
-    """Every registered pipeline flag taking no value (Beam's and the
-    project's), by option string."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser  # pylint: disable=import-outside-toplevel
-    parser = _BeamArgumentParser(allow_abbrev=False, add_help=False)
-    seen = {}
-    for cls in PipelineOptions.__subclasses__():
-        seen.setdefault(str(cls), cls)
-    for cls in seen.values():
-        cls._add_argparse_args(parser)  # pylint: disable=protected-access
-    return {option: action for action in parser._actions  # pylint: disable=protected-access
-            for option in action.option_strings if action.nargs == 0}
-
-
-def flex_template_argv(argv: Sequence[str]) -> List[str]:
-    """The launcher's arguments with boolean flags rewritten for argparse.
-
-    Dataflow's Flex Template launcher passes each parameter as --name=value,
-    booleans as --name=true / --name=false; argparse rejects a value after a
-    store_true flag. '--flag=true' (or '--flag true') becomes '--flag',
-    '--flag=false' is dropped; anything else after a flag is an error. Call it
-    after importing the pipeline module (its options must be registered)."""
-    flags = _flag_actions()
-    argv = list(argv)
-    result, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        name, sep, value = arg.partition("=")
-        if name in flags and sep:
-            consumed = 1
-        elif arg in flags and i + 1 < len(argv) and argv[i + 1].lower() in (TRUE, FALSE):
-            value, consumed = argv[i + 1], 2
-        else:
-            result.append(arg)
-            i += 1
-            continue
-        if value.lower() not in (TRUE, FALSE):
-            raise LaunchError(f"{name} takes true or false, got {value!r}")
-        if value.lower() == TRUE:
-            result.append(name)
-        i += consumed
-    return result
 
 
 # --------------------------------------------------------------------------
@@ -406,24 +295,39 @@ def job_name(args, now: Optional[datetime.datetime] = None) -> str:
     return f"{args.job_name_prefix}-{now.strftime('%Y%m%d-%H%M%S')}"
 
 
-def launch_body(args, metadata: dict, now: Optional[datetime.datetime] = None) -> dict:
-    """The `flexTemplates:launch` request body (LaunchFlexTemplateRequest)."""
+def launch_request(args, metadata: dict, now: Optional[datetime.datetime] = None
+                   ) -> dataflow.LaunchFlexTemplateRequest:
+    """The `flexTemplates:launch` request, as the Dataflow client's message."""
     parameters = dict(args.parameter)
     check_parameters(parameters, metadata)
-    environment = {field: getattr(args, flag) for flag, field in ENVIRONMENT_FLAGS.items()
+    environment = {flag: getattr(args, flag) for flag in ENVIRONMENT_FLAGS
                    if getattr(args, flag) is not None}
     if args.label:
-        environment["additionalUserLabels"] = dict(args.label)
+        environment["additional_user_labels"] = dict(args.label)
     if args.experiment:
-        environment["additionalExperiments"] = list(args.experiment)
-    launch_parameter = {
-        "jobName": job_name(args, now),
-        "containerSpecGcsPath": args.template,
-        "parameters": parameters,
-    }
+        environment["additional_experiments"] = list(args.experiment)
+    launch_parameter = dataflow.LaunchFlexTemplateParameter(
+        job_name=job_name(args, now), container_spec_gcs_path=args.template,
+        parameters=parameters)
     if environment:
-        launch_parameter["environment"] = environment
-    return {"launchParameter": launch_parameter}
+        launch_parameter.environment = dataflow.FlexTemplateRuntimeEnvironment(**environment)
+    return dataflow.LaunchFlexTemplateRequest(project_id=args.project, location=args.region,
+                                              launch_parameter=launch_parameter)
+
+
+def request_body(request: dataflow.LaunchFlexTemplateRequest) -> dict:
+    """The REST body of a launch request: the message in its JSON form
+    (enums by name, fields left at their defaults omitted), without the
+    project and location, which are the URL's path."""
+    document = json.loads(dataflow.LaunchFlexTemplateRequest.to_json(
+        request, use_integers_for_enums=False, always_print_fields_with_no_presence=False))
+    return {key: value for key, value in document.items()
+            if key not in ("projectId", "location")}
+
+
+def launch_body(args, metadata: dict, now: Optional[datetime.datetime] = None) -> dict:
+    """The `flexTemplates:launch` request body (LaunchFlexTemplateRequest)."""
+    return request_body(launch_request(args, metadata, now))
 
 
 def body_bytes(body: dict) -> bytes:
@@ -456,46 +360,47 @@ def scheduler_job(args, body: dict) -> dict:
     }
 
 
-def send(project: str, region: str, body: dict, timeout: float = 60.0) -> dict:
-    """POST the launch request with Application Default Credentials; returns
-    the response (its job.id names the new job). Raises on an HTTP error."""
-    import google.auth  # pylint: disable=import-outside-toplevel
-    from google.auth.transport.requests import AuthorizedSession  # pylint: disable=import-outside-toplevel
-    credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-    session = AuthorizedSession(credentials)
-    response = session.post(launch_url(project, region), data=body_bytes(body),
-                            headers={"Content-Type": "application/json"}, timeout=timeout)
-    if response.status_code != 200:
-        raise RuntimeError(f"flexTemplates:launch answered HTTP {response.status_code}: "
-                           f"{response.text.strip()}")
-    return response.json()
+def send(request: dataflow.LaunchFlexTemplateRequest,
+         timeout: float = 60.0) -> dataflow.LaunchFlexTemplateResponse:
+    """Send the launch request with Application Default Credentials, over
+    the client's REST transport (the HTTPS endpoint above); returns the
+    response (its job.id names the new job). Raises
+    google.api_core.exceptions.GoogleAPICallError on an HTTP error."""
+    client = dataflow.FlexTemplatesServiceClient(transport="rest")
+    return client.launch_flex_template(request=request, timeout=timeout)
+
+
+def _request(argv: Sequence[str], now: Optional[datetime.datetime] = None):
+    """(arguments, launch request) of a checked command line."""
+    args = build_parser().parse_args(argv)
+    _check_arguments(args)
+    metadata = load_metadata(metadata_path(args.template, args.metadata))
+    return args, launch_request(args, metadata, now)
 
 
 def build(argv: Sequence[str], now: Optional[datetime.datetime] = None) -> dict:
     """Parse and check a command line; returns the launch body, or the
     scheduler job with --scheduler_job. Raises LaunchError."""
-    args = build_parser().parse_args(argv)
-    _check_arguments(args)
-    metadata = load_metadata(metadata_path(args.template, args.metadata))
-    body = launch_body(args, metadata, now)
+    return _document(*_request(argv, now))
+
+
+def _document(args, request: dataflow.LaunchFlexTemplateRequest) -> dict:
+    body = request_body(request)
     return scheduler_job(args, body) if args.scheduler_job else body
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
     try:
-        document = build(argv)
+        args, request = _request(argv)
     except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     if args.send:
-        response = send(args.project, args.region, document)
-        job = response.get("job", {})
-        print(f"launched job {job.get('name')!r} id {job.get('id')} in "
-              f"{args.project}/{args.region}")
+        job = send(request).job
+        print(f"launched job {job.name!r} id {job.id} in {args.project}/{args.region}")
         return
-    data = body_bytes(document)
+    data = body_bytes(_document(args, request))
     if args.out:
         with open(args.out, "wb") as handle:
             handle.write(data)

@@ -21,16 +21,20 @@ parameters are exactly the flags of its option classes and their shared bases
 
 Boolean flags (store_true, e.g. --overwrite) are parameters taking "true" or
 "false": the Flex Template launcher passes every parameter as --name=value,
-and the program it runs rewrites those with pipelines.launch.flex_template_argv
-(argparse itself rejects "--overwrite=true").
+and the program it runs rewrites those with
+pipelines.flex_template.flex_template_argv (argparse itself rejects
+"--overwrite=true").
 
 tests/test_templates.py fails when the checked-in files differ from what this
 generates; run the first command above and commit the result.
 """
 
 import argparse
+import importlib
+import inspect
 import json
 import os
+import pkgutil
 import re
 import sys
 from pathlib import Path
@@ -41,9 +45,11 @@ if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/
     sys.path.insert(0, str(ROOT))
 
 # pylint: disable=wrong-import-position
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
 from models.problem_log import FIELDS  # noqa: E402
 from models.sparse_features import TEMPLATES as FEATURE_TEMPLATES  # noqa: E402
-from pipelines import launch  # noqa: E402
+from pipelines.flex_template import FALSE, TRUE, is_boolean  # noqa: E402
 from transforms import read_bigquery  # noqa: E402
 
 TEMPLATE_DIR = ROOT / "templates"
@@ -130,6 +136,57 @@ class MetadataError(ValueError):
     """An option the generator cannot describe (e.g. no validation regex)."""
 
 
+# --------------------------------------------------------------------------
+# Pipelines and their options
+
+def pipeline_modules() -> Dict[str, object]:
+    """Every entry point under pipelines/ that runs on Beam: a module with a
+    main() that defines its own PipelineOptions subclass. name -> module."""
+    import pipelines  # pylint: disable=import-outside-toplevel
+    found = {}
+    for info in sorted(pkgutil.iter_modules(pipelines.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"pipelines.{info.name}")
+        if callable(getattr(module, "main", None)) and own_options_classes(module):
+            found[info.name] = module
+    return found
+
+
+def own_options_classes(module) -> List[type]:
+    """PipelineOptions subclasses defined in `module` itself."""
+    return [value for _, value in inspect.getmembers(module, inspect.isclass)
+            if issubclass(value, PipelineOptions) and value is not PipelineOptions
+            and value.__module__ == module.__name__]
+
+
+def options_classes(module) -> List[type]:
+    """The option classes whose flags a pipeline defines: its own classes and
+    their PipelineOptions bases (shared ones first, in method resolution
+    order), each once; generic Beam options are not among them."""
+    ordered = []
+    for own in own_options_classes(module):
+        for cls in own.__mro__[1:] + (own,):
+            if (isinstance(cls, type) and issubclass(cls, PipelineOptions)
+                    and cls is not PipelineOptions and "_add_argparse_args" in vars(cls)
+                    and cls not in ordered):
+                ordered.append(cls)
+    return ordered
+
+
+def options_parser(classes) -> argparse.ArgumentParser:
+    """A parser holding only the flags of `classes`. Beam's extension point
+    for options is the _add_argparse_args hook each class overrides; calling
+    it is the only way to get one class's flags without every other
+    registered class's (PipelineOptions.get_all_options registers all)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for cls in classes:
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Template parameters
+
+
 def label(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
@@ -139,8 +196,8 @@ def label(name: str) -> str:
 
 def default_text(action: argparse.Action) -> str:
     """The default as a template parameter value ('' when there is none)."""
-    if launch.is_boolean(action):
-        return launch.TRUE if action.default else launch.FALSE
+    if is_boolean(action):
+        return TRUE if action.default else FALSE
     if action.default is None:
         return ""
     return str(action.default)
@@ -150,7 +207,7 @@ def help_text(action: argparse.Action) -> str:
     text = " ".join((action.help or "").split())
     if "%(" in text:
         text = text % {**vars(action), "prog": ""}
-    if launch.is_boolean(action):
+    if is_boolean(action):
         return f"{text} true or false (default: {default_text(action)})."
     default = default_text(action)
     if default and "default" not in text.lower():
@@ -159,7 +216,7 @@ def help_text(action: argparse.Action) -> str:
 
 
 def regexes(name: str, action: argparse.Action) -> List[str]:
-    if launch.is_boolean(action):
+    if is_boolean(action):
         return [BOOLEAN]
     if name in REGEXES:
         return [REGEXES[name]]
@@ -188,7 +245,8 @@ def parameter(action: argparse.Action) -> dict:
 
 def option_actions(module) -> List[argparse.Action]:
     """The pipeline's own flags, in definition order (shared classes first)."""
-    parser = launch.options_parser(launch.options_classes(module))
+    parser = options_parser(options_classes(module))
+    # argparse has no public accessor for a parser's actions.
     return [action for action in parser._actions  # pylint: disable=protected-access
             if action.option_strings and action.dest != "help"]
 
@@ -213,7 +271,7 @@ def render(document: dict) -> str:
 def generate() -> Dict[str, str]:
     """file name -> content, for every pipeline."""
     return {f"{name}.json": render(metadata(name, module))
-            for name, module in launch.pipeline_modules().items()}
+            for name, module in pipeline_modules().items()}
 
 
 def stale(directory: Path = TEMPLATE_DIR) -> List[str]:

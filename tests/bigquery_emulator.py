@@ -15,23 +15,21 @@ not see them).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime
 import importlib.util
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from unittest import mock
 
 import pytest
 import requests
+
+from tests.local_server import LocalServer, free_port
 
 DEFAULT_PROJECT = "test-proj"
 HTTP_TIMEOUT_S = 30
@@ -51,12 +49,6 @@ DuckDBEngine._load_spatial = lambda self: None  # offline: no spatial extension
 from bqemulator.cli import main
 main(sys.argv[1:], prog_name="bqemulator")
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -83,11 +75,8 @@ class BigQueryEmulator:
         self.project = project
         self.start_timeout = start_timeout
         self.rest_port = self.grpc_port = 0
-        self.log_path = ""
         self.start_seconds = 0.0
-        self._proc: subprocess.Popen | None = None
-        self._log = None
-        self._lock = threading.Lock()
+        self._server: LocalServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -106,67 +95,35 @@ class BigQueryEmulator:
 
     def start(self) -> BigQueryEmulator:
         """Start the subprocess and wait until REST answers /readyz and gRPC accepts."""
-        if self._proc is not None:
+        if self._server is not None:
             return self
-        t0 = time.monotonic()
-        self.rest_port, self.grpc_port = _free_port(), _free_port()
-        fd, self.log_path = tempfile.mkstemp(prefix="bqemulator-", suffix=".log")
-        self._log = os.fdopen(fd, "w")
+        self.rest_port, self.grpc_port = free_port(), free_port()
         env = dict(os.environ, BQEMU_ENABLE_FORMAT_EXTENSIONS="false")  # no avro download
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCHER, str(os.getpid()), "start", "--ephemeral",
-             "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
-             "--project", self.project],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True)  # own process group: killpg reaches children
-        atexit.register(self.stop)
-        deadline = t0 + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                log = self.log()
-                self.stop()
-                raise RuntimeError(f"bqemulator exited early:\n{log[-3000:]}")
-            if self._ready():
-                self.start_seconds = time.monotonic() - t0
-                return self
-            time.sleep(0.05)
-        log = self.log()
-        self.stop()
-        raise TimeoutError(f"bqemulator not ready after {self.start_timeout}s:\n{log[-3000:]}")
+        self._server = LocalServer("bqemulator", [
+            sys.executable, "-c", _LAUNCHER, str(os.getpid()), "start", "--ephemeral",
+            "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
+            "--project", self.project], env=env)
+        try:
+            self.start_seconds = self._server.wait_until_ready(self._ready, self.start_timeout,
+                                                               interval=0.05)
+        except BaseException:
+            self.stop()  # the error quotes the emulator's output
+            raise
+        return self
 
     def _ready(self) -> bool:
-        try:
-            ok = requests.get(f"http://127.0.0.1:{self.rest_port}/readyz", timeout=1).ok
-        except requests.RequestException:
-            return False
+        ok = requests.get(f"http://127.0.0.1:{self.rest_port}/readyz", timeout=1).ok
         return ok and _port_open(self.grpc_port)  # gRPC binds after REST
 
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL after 10 s, delete the log; safe twice."""
-        with self._lock:
-            proc, self._proc = self._proc, None
-            if proc is not None:
-                for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, sig)
-                    try:
-                        proc.wait(timeout=wait)
-                        break
-                    except subprocess.TimeoutExpired:
-                        continue
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-                with contextlib.suppress(OSError):
-                    os.unlink(self.log_path)  # errors from start() already quote its tail
-        atexit.unregister(self.stop)
+        """SIGTERM the process group, SIGKILL after 10 s; safe twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(grace=10.0)
 
     def log(self) -> str:
         """The emulator's captured stdout+stderr (until stop())."""
-        if not self.log_path or not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        return self._server.output() if self._server is not None else ""
 
     def __enter__(self) -> BigQueryEmulator:
         return self.start()

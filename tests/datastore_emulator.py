@@ -4,24 +4,22 @@ The emulator is the Java one shipped with the Google Cloud CLI. Starting it
 costs a few seconds, so one emulator serves the whole session and `reset()`
 wipes it between tests; tests that kill the emulator get their own.
 
-Gotcha handled here: `gcloud` is a Python wrapper that forks a shell script
-that forks Java. Killing the wrapper leaves Java running, so the wrapper is
-started in its own process group and the whole group is killed on stop.
+Gotcha handled by tests/local_server.py: `gcloud` is a Python wrapper that
+forks a shell script that forks Java. Killing the wrapper leaves Java running,
+so the wrapper runs in its own process group and the whole group is stopped.
 """
 
 import atexit
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
 import pytest
+
+from tests.local_server import LocalServer, ServerExited, free_port
 
 DEFAULT_PROJECT = "test-project"
 _ENV_KEYS = (
@@ -30,13 +28,6 @@ _ENV_KEYS = (
     "DATASTORE_DATASET",
     "DATASTORE_HOST",
 )
-
-
-def _free_port():
-    """A port the OS just reported free (it can still be taken before use)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DatastoreEmulator:
@@ -49,54 +40,32 @@ class DatastoreEmulator:
             raise FileNotFoundError("gcloud is not on PATH")
         self.project = project
         self.host = None
-        self._proc = None
+        self._server = None
         # Own data dir: the default one in ~/.config is shared by every run.
         self._keep_data = data_dir is not None
         self._data_dir = data_dir or tempfile.mkdtemp(prefix="datastore-emulator-")
-        # A file, not a pipe: nobody reads a pipe and a full one blocks Java.
-        self._log = tempfile.TemporaryFile(mode="w+b")
-        atexit.register(self.stop)  # Safety net for interrupted runs.
-        for _ in range(attempts):
-            if self._start(_free_port(), start_timeout):
-                return
-        self.stop()
-        raise RuntimeError(
-            f"Datastore emulator exited {attempts} times before it was ready "
-            f"(port taken?). Output:\n{self.output()}"
-        )
-
-    def _start(self, port, timeout):
-        """Start on `port`; False if the process exited early (port taken)."""
-        self.host = f"127.0.0.1:{port}"
-        self._proc = subprocess.Popen(
-            [
+        atexit.register(self.stop)  # Safety net for interrupted runs (the data dir).
+        for attempt in range(1, attempts + 1):
+            self.host = f"127.0.0.1:{free_port()}"
+            self._server = LocalServer("Datastore emulator", [
                 "gcloud", "beta", "emulators", "datastore", "start",
                 "--store-on-disk" if self._keep_data else "--no-store-on-disk",
                 f"--host-port={self.host}",
                 f"--project={self.project}", "--consistency=1.0",
                 f"--data-dir={self._data_dir}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self._kill_group()  # Java may outlive the wrapper on errors.
-                return False
+            ])
             try:
-                if self._request("GET", "/", timeout=1) == b"Ok":
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(
-            f"Datastore emulator on {self.host} not ready after {timeout} s. "
-            f"Output:\n{self.output()}"
-        )
+                self._server.wait_until_ready(
+                    lambda: self._request("GET", "/", timeout=1) == b"Ok", start_timeout)
+                return
+            except ServerExited as error:  # the port was taken, most likely
+                if attempt == attempts:
+                    self.stop()
+                    raise RuntimeError(f"Datastore emulator exited {attempts} times before "
+                                       f"it was ready (port taken?). {error}") from None
+            except BaseException:  # not ready in time, or interrupted
+                self.stop()
+                raise
 
     def _request(self, method, path, timeout=5):
         req = urllib.request.Request(
@@ -107,16 +76,12 @@ class DatastoreEmulator:
 
     def output(self):
         """Everything the emulator printed so far (for error messages)."""
-        if self._log.closed:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        return self._server.output() if self._server is not None else ""
 
     @property
     def running(self):
         """True while any emulator process lives (Java can outlive gcloud)."""
-        return self._proc is not None and self._group_alive(self._proc.pid)
+        return self._server is not None and self._server.running
 
     def environment(self):
         """Variables that point Datastore clients (and Beam) at the emulator."""
@@ -133,48 +98,17 @@ class DatastoreEmulator:
 
     def stop(self):
         """Stop the emulator and every child; idempotent, never raises."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                try:
-                    self._request("POST", "/shutdown", timeout=2)
-                except (OSError, urllib.error.URLError):
-                    pass
-                try:
-                    self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-            self._kill_group()
-        if not self._log.closed:
-            self._log.close()
+        if self._server is not None and self._server.running:
+            try:
+                self._request("POST", "/shutdown", timeout=2)  # lets Java exit cleanly
+            except (OSError, urllib.error.URLError):
+                pass
+            self._server.wait(timeout=5)
+        if self._server is not None:
+            self._server.stop(grace=3.0)
         if not self._keep_data:
             shutil.rmtree(self._data_dir, ignore_errors=True)
         atexit.unregister(self.stop)
-
-    def _kill_group(self):
-        """SIGTERM, then SIGKILL, the wrapper's whole process group."""
-        pgid = self._proc.pid  # start_new_session: the group id is the pid.
-        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and self._group_alive(pgid):
-                time.sleep(0.05)
-            if not self._group_alive(pgid):
-                break
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-
-    def _group_alive(self, pgid):
-        """True while any process of the group lives (reaping our zombie)."""
-        self._proc.poll()  # An unreaped wrapper would keep the group "alive".
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
 
 
 @contextmanager

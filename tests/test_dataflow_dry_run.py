@@ -16,7 +16,7 @@ credentials, so nothing here can reach Google or prompt for a login.
 * Flex Template launch: train_knowledge_model.main() with the arguments the
   Flex Template launcher passes (--template_location=<staging>/template_launches/
   .../job_object, parameters as --name=value, rewritten by
-  pipelines.launch.flex_template_argv): it writes the job object the Dataflow
+  pipelines.flex_template.flex_template_argv): it writes the job object the Dataflow
   service would start, and returns at once (exit status 0).
 """
 
@@ -26,8 +26,6 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -48,7 +46,9 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import generate_sample, launch, train_boosted, train_knowledge_model
+from pipelines import generate_sample, train_boosted, train_knowledge_model
+from pipelines.flex_template import flex_template_argv
+from tests.local_server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, REGION, BUCKET = "test-project-123", "us-central1", "km-test-bucket"
@@ -117,12 +117,6 @@ def own_temp_dir(tmp_path_factory):
         yield
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class GcsEmulator:
     """gcp-storage-emulator in its own process group, data in memory."""
 
@@ -131,42 +125,19 @@ class GcsEmulator:
         executable = Path(sys.executable).with_name("gcp-storage-emulator")
         if not executable.exists():
             pytest.skip("gcp-storage-emulator is not installed in this environment")
-        self._log = tempfile.TemporaryFile()
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._proc = subprocess.Popen(
-            [str(executable), "start", "--host", "127.0.0.1", "--port", str(self.port),
-             "--default-bucket", bucket, "--in-memory", "--quiet"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        started = time.monotonic()
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"gcp-storage-emulator exited: {self.output()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b/{bucket}", timeout=2):
-                    return
-            if time.monotonic() - started > START_TIMEOUT_S:
-                self.stop()
-                raise TimeoutError(f"gcp-storage-emulator not ready after {START_TIMEOUT_S} s: "
-                                   f"{self.output()}")
-            time.sleep(0.1)
+        self._server = LocalServer("gcp-storage-emulator", [
+            executable, "start", "--host", "127.0.0.1", "--port", str(self.port),
+            "--default-bucket", bucket, "--in-memory", "--quiet"])
+        self._server.wait_until_ready(self._bucket_answers, START_TIMEOUT_S)
 
-    def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-3000:]
+    def _bucket_answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/storage/v1/b/{self.bucket}", timeout=2):
+            return True
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(timeout=10)
-        self._log.close()
+        self._server.stop(grace=3.0)
 
     def list(self, prefix: str = "") -> dict:
         """object name -> size, under `prefix`."""
@@ -448,7 +419,7 @@ def flex_launch(gcs, logs):
     with deadline(TEST_TIMEOUT_S, "the Flex Template launch"), \
             contextlib.redirect_stdout(io.StringIO()):
         try:
-            train_knowledge_model.main(launch.flex_template_argv(argv))
+            train_knowledge_model.main(flex_template_argv(argv))
         except (Exception, SystemExit) as error:  # pylint: disable=broad-except
             outcome.error = error
         finally:

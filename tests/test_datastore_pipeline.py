@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from google.api_core import exceptions
 
 from models import param_store, serving
 from models.problem_log import format_timestamp
@@ -17,6 +18,7 @@ from pipelines.train_knowledge_model import run
 from tests.datastore_emulator import DatastoreEmulator
 from tests.jsonl import read_jsonl
 from tests.sample_logs import histories as sample_histories
+from transforms import datastore_sink
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +198,51 @@ def test_if_better_refuses_a_worse_model_and_says_why(datastore, sample, tmp_pat
                    "--deploy_policy", "if_better")
     assert better["datastore"]["activated"] is True
     assert registry.active_version() == "again"
+
+
+class _FlakyRegistry:
+    """put_entities raises the given errors in turn, then succeeds."""
+
+    def __init__(self, *errors):
+        self.errors, self.calls = list(errors), 0
+
+    def put_entities(self, entities):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def _commit(registry, attempts):
+    """One commit of three entities through the sink's DoFn, backoff ~1 ms."""
+    commit = datastore_sink._CommitBatches(  # pylint: disable=protected-access
+        "p", "", datastore_sink.RetrySettings(attempts=attempts, initial_backoff_seconds=0.001,
+                                              max_backoff_seconds=0.002))
+    commit.registry = registry
+    entities = [(("Kind", str(i)), {"x": i}) for i in range(3)]
+    return list(commit.process(entities))
+
+
+def test_transient_commit_errors_are_retried_up_to_the_attempts():
+    registry = _FlakyRegistry(exceptions.ServiceUnavailable("down"), ConnectionError("reset"))
+    assert _commit(registry, attempts=3) == [3]
+    assert registry.calls == 3
+
+    registry = _FlakyRegistry(*[exceptions.ServiceUnavailable("down")] * 3)
+    with pytest.raises(datastore_sink.DatastoreWriteError,
+                       match="failed after 3 attempt\\(s\\): ServiceUnavailable") as failure:
+        _commit(registry, attempts=3)
+    assert registry.calls == 3
+    assert isinstance(failure.value.__cause__, exceptions.ServiceUnavailable)
+
+
+def test_other_commit_errors_are_not_retried():
+    registry = _FlakyRegistry(exceptions.ServiceUnavailable("down"),
+                              exceptions.PermissionDenied("no"))
+    with pytest.raises(datastore_sink.DatastoreWriteError,
+                       match="failed after 2 attempt\\(s\\): PermissionDenied"):
+        _commit(registry, attempts=8)
+    assert registry.calls == 2
+    registry = _FlakyRegistry(exceptions.ServiceUnavailable("down"))
+    with pytest.raises(datastore_sink.DatastoreWriteError, match="after 1 attempt"):
+        _commit(registry, attempts=1)
+    assert registry.calls == 1

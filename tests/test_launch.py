@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from google.cloud import dataflow_v1beta3
 
 from pipelines import launch
+from pipelines.flex_template import ArgumentError, flex_template_argv
 from pipelines.options import date_window
 from pipelines.train_knowledge_model import KnowledgeModelOptions
 
@@ -102,7 +104,7 @@ def test_the_pipeline_reads_the_days_before_each_launch(body):
     argv = [f"--{name}={value}" for name, value in body["launchParameter"]["parameters"].items()]
     with pytest.raises(SystemExit):  # why the argv must be rewritten first
         PipelineOptions(argv).view_as(KnowledgeModelOptions)
-    options = PipelineOptions(launch.flex_template_argv(argv)).view_as(KnowledgeModelOptions)
+    options = PipelineOptions(flex_template_argv(argv)).view_as(KnowledgeModelOptions)
     assert options.overwrite is True and options.window_days == 30
     assert options.run_date == "" and options.model_version == ""
     for today in (datetime.date(2026, 11, 23), datetime.date(2027, 3, 1)):
@@ -110,16 +112,16 @@ def test_the_pipeline_reads_the_days_before_each_launch(body):
 
 
 def test_flex_template_argv():
-    assert launch.flex_template_argv(
+    assert flex_template_argv(
         ["--overwrite=true", "--output=gs://b/o", "--window_days=1"]) == [
         "--overwrite", "--output=gs://b/o", "--window_days=1"]
-    assert launch.flex_template_argv(["--overwrite=false", "--seed=1"]) == ["--seed=1"]
-    assert launch.flex_template_argv(["--overwrite", "TRUE", "--x"]) == ["--overwrite", "--x"]
-    assert launch.flex_template_argv(["--overwrite"]) == ["--overwrite"]
+    assert flex_template_argv(["--overwrite=false", "--seed=1"]) == ["--seed=1"]
+    assert flex_template_argv(["--overwrite", "TRUE", "--x"]) == ["--overwrite", "--x"]
+    assert flex_template_argv(["--overwrite"]) == ["--overwrite"]
     # Beam's own flags, whatever the launcher passes for them.
-    assert launch.flex_template_argv(["--save_main_session=true"]) == ["--save_main_session"]
-    with pytest.raises(launch.LaunchError, match="--overwrite takes true or false"):
-        launch.flex_template_argv(["--overwrite=yes"])
+    assert flex_template_argv(["--save_main_session=true"]) == ["--save_main_session"]
+    with pytest.raises(ArgumentError, match="--overwrite takes true or false"):
+        flex_template_argv(["--overwrite=yes"])
 
 
 def test_job_name_is_fixed_unless_asked(body):
@@ -163,6 +165,33 @@ def test_scheduler_job_posts_the_launch_body(body):
     sent = base64.b64decode(target["body"], validate=True)
     assert sent == launch.body_bytes(body)
     assert json.loads(sent) == body
+
+
+def test_body_is_the_dataflow_client_request(body):
+    """The body parses strictly as the client's LaunchFlexTemplateRequest (an
+    unknown or misspelt field would fail), and says what the command line says."""
+    request = dataflow_v1beta3.LaunchFlexTemplateRequest.from_json(json.dumps(body))
+    assert launch.request_body(request) == body
+    parameter = request.launch_parameter
+    assert parameter.job_name == "knowledge-model-nightly"
+    assert parameter.environment.max_workers == 20
+    assert dict(parameter.parameters)["window_days"] == "30"
+
+
+def test_send_sends_the_printed_request(body, monkeypatch, capsys):
+    sent = []
+
+    def fake_send(request):
+        sent.append(request)
+        return dataflow_v1beta3.LaunchFlexTemplateResponse(
+            job=dataflow_v1beta3.Job(id="2030-01-02_03_04_05-1", name="knowledge-model-nightly"))
+    monkeypatch.setattr(launch, "send", fake_send)
+    launch.main(NIGHTLY + ["--send"])
+    (request,) = sent
+    assert (request.project_id, request.location) == (PROJECT, REGION)
+    assert launch.request_body(request) == body
+    assert capsys.readouterr().out == (
+        f"launched job 'knowledge-model-nightly' id 2030-01-02_03_04_05-1 in {PROJECT}/{REGION}\n")
 
 
 def test_print_mode_prints_the_body(body, capsys):

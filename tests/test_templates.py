@@ -9,10 +9,10 @@ import re
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import launch
+from pipelines.flex_template import flex_template_argv, is_boolean
 from templates import generate
 
-PIPELINES = launch.pipeline_modules()
+PIPELINES = generate.pipeline_modules()
 UNIVERSAL_BAD = ("", " ", "bad value; rm -rf /")
 DATE_NAMES = {"start_date", "end_date", "run_date"}
 GCS_DIRECTORY_NAMES = {"output", "store", "training_rows_output"}
@@ -35,7 +35,7 @@ def bad_values(name, action):
     """Values the parameter must refuse: nonsense for every parameter, plus
     values of the wrong type or format for its kind."""
     values = list(UNIVERSAL_BAD)
-    if launch.is_boolean(action):
+    if is_boolean(action):
         values += ["yes", "1", "True1"]
     elif action.choices:
         values += ["not-a-choice"]
@@ -141,7 +141,7 @@ def _complete_argv(module, leave_out):
 def _validate(module, argv):
     """The pipeline's own check of its command line, without running it."""
     if hasattr(module, "validate"):
-        classes = launch.own_options_classes(module)
+        classes = generate.own_options_classes(module)
         return module.validate(PipelineOptions(argv).view_as(classes[0]))
     return module.run(argv)  # train_boosted checks its options first thing
 
@@ -194,12 +194,12 @@ def test_boosted_list_parameters():
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_boolean_parameters_work_the_way_the_launcher_passes_them(name):
     """Flex Templates pass --name=true; after flex_template_argv Beam parses it."""
-    classes = launch.own_options_classes(PIPELINES[name])
+    classes = generate.own_options_classes(PIPELINES[name])
     for parameter in load(name)["parameters"]:
         if parameter["regexes"] != [generate.BOOLEAN]:
             continue
         for value, expected in (("true", True), ("false", False)):
-            argv = launch.flex_template_argv([f"--{parameter['name']}={value}"])
+            argv = flex_template_argv([f"--{parameter['name']}={value}"])
             options = PipelineOptions(argv).view_as(classes[0])
             assert getattr(options, parameter["name"]) is expected
 

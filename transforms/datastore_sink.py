@@ -4,7 +4,9 @@ Beam's WriteToDatastore is not used: it emits nothing per write (the
 activation gate needs to count what was committed), and its fixed retry
 schedule (5 retries from 5 s) cannot be shortened. Here every commit is an
 idempotent upsert of at most 500 entities and ~9 MB with unique keys, retried
-with exponential backoff and jitter on transient errors; the number of
+on transient errors by google.api_core.retry.Retry (exponential backoff with
+jitter, the retry helper the Google clients and models.param_store use), at
+most --datastore_write_attempts times; the number of
 entities committed flows on as data, and the gate compares it with the number
 the version must have before it writes the version entity and moves the
 active pointer. A run that fails anywhere before that leaves the previously
@@ -13,8 +15,6 @@ active version in place.
 
 import json
 import logging
-import random
-import time
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -39,14 +39,26 @@ def _is_transient(error: Exception) -> bool:
 
 
 class RetrySettings:
-    """Attempts per commit and the first backoff; the backoff doubles, with
-    jitter, up to `max_backoff_seconds`."""
+    """Attempts per commit and the first backoff; the backoff grows by
+    `multiplier` up to `max_backoff_seconds`, each sleep drawn uniformly
+    below it (google.api_core.retry's exponential_sleep_generator)."""
 
     def __init__(self, attempts: int = 8, initial_backoff_seconds: float = 1.0,
-                 max_backoff_seconds: float = 60.0):
+                 max_backoff_seconds: float = 60.0, multiplier: float = 2.0):
         self.attempts = attempts
         self.initial_backoff_seconds = initial_backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.multiplier = multiplier
+
+    def policy(self, on_error):
+        """A Retry of transient errors with this backoff and no time limit.
+        Retry has no attempt limit (googleapis/python-api-core#535): it calls
+        on_error(error) after each transient failure, which must raise once
+        `attempts` calls have failed."""
+        from google.api_core.retry import Retry  # pylint: disable=import-outside-toplevel
+        return Retry(predicate=_is_transient, initial=self.initial_backoff_seconds,
+                     maximum=self.max_backoff_seconds, multiplier=self.multiplier,
+                     timeout=None, on_error=on_error)
 
 
 class _CommitBatches(beam.DoFn):
@@ -68,22 +80,27 @@ class _CommitBatches(beam.DoFn):
             yield len(commit)
 
     def _commit(self, entities):
-        delay = self.retry.initial_backoff_seconds
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                self.registry.put_entities(entities)
-                return
-            except Exception as error:  # pylint: disable=broad-except
-                if not _is_transient(error) or attempt == self.retry.attempts:
-                    raise DatastoreWriteError(
-                        f"Datastore commit of {len(entities)} entities to project "
-                        f"{self.project!r} failed after {attempt} attempt(s): "
-                        f"{type(error).__name__}: {error}") from error
-                self.retried.inc()
-                _LOG.warning("Datastore commit failed (%s); retry %d in %.1f s",
-                             error, attempt, delay)
-                time.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(2 * delay, self.retry.max_backoff_seconds)
+        failures = []
+
+        def on_error(error):
+            failures.append(error)
+            if len(failures) >= self.retry.attempts:
+                raise self._failed(entities, error, len(failures)) from error
+            self.retried.inc()
+            _LOG.warning("Datastore commit failed (%s); retry %d", error, len(failures))
+
+        try:
+            self.retry.policy(on_error)(self.registry.put_entities)(entities)
+        except DatastoreWriteError:
+            raise
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._failed(entities, error, len(failures) + 1) from error
+
+    def _failed(self, entities, error, attempts):
+        """Not transient, or still failing after the last attempt."""
+        return DatastoreWriteError(
+            f"Datastore commit of {len(entities)} entities to project {self.project!r} "
+            f"failed after {attempts} attempt(s): {type(error).__name__}: {error}")
 
 
 class _CompleteVersion(beam.DoFn):
