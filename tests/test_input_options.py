@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from pipelines.input_source import problem_log_source
+from pipelines.input_source import mapping_problem, problem_log_source
 from pipelines.options import date_window
 from transforms.read_bigquery import (TableRef, parse_dataset, parse_table, selected_fields,
                                       window_condition, windowed_query)
@@ -50,8 +50,11 @@ def test_selected_fields_follow_the_column_mapping_and_the_table():
     columns = ["student_id", "skill", "time_done", "correct", "problem_number", "other"]
     assert selected_fields(mapping, columns) == [
         "student_id", "skill", "problem_number", "time_done", "correct"]
-    with pytest.raises(ValueError, match="no column 'user' \\(for user\\)"):
-        selected_fields({}, columns)
+    assert mapping_problem("the table", columns, mapping) == ""
+    assert mapping_problem("the table", columns, {}) == (
+        "the table has no column for user, exercise (its columns: student_id, skill, "
+        "time_done, correct, problem_number, other); map them with --column_mapping, e.g. "
+        "--column_mapping user=student_id,exercise=skill")
     with pytest.raises(ValueError, match="--column_mapping"):
         selected_fields({"user": "a b"}, columns)
 

@@ -136,8 +136,7 @@ def csv_records(handle, stats: ReadStats, columns=None):
     except (csv.Error, StopIteration):
         names = None
     if not names:
-        yield stats.unreadable(f"the first line is not a CSV header: {header[:200]!r}")
-        return
+        raise ValueError(f"the first line is not a CSV header: {header[:200]!r}")
     for line in lines:
         if not line.strip():
             continue

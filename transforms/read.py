@@ -60,7 +60,7 @@ def _until_unreadable(records, stats: ReadStats, handle, size: Optional[int]):
             yield record
     except Exception as error:  # pylint: disable=broad-except  (any reader error)
         try:
-            left = size - handle.tell() if size is not None else None
+            left = None if size is None else size if not count else size - handle.tell()
         except Exception:  # pylint: disable=broad-except  (closed or unseekable)
             left = None
         yield stats.unreadable(f"{type(error).__name__}: {error} (after {count} records)",

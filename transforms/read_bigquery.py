@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import ReadFromBigQuery
 
-from models.problem_log import FIELDS, REQUIRED_FIELDS
+from models.problem_log import FIELDS
 from transforms.read import DEAD_LETTER, VALID, ValidateRows
 
 BQ_SCHEME = "bq://"
@@ -76,15 +76,11 @@ def source_columns(column_mapping: dict) -> dict:
 
 
 def selected_fields(column_mapping: dict, table_columns: Sequence[str]) -> list:
-    """The source columns to read: every mapped column the table has. A
-    missing required column is an error; a missing optional one is read as null."""
+    """The source columns to read: every mapped column the table has (the
+    caller checked the required ones are there; a missing optional one is read
+    as null)."""
     columns = source_columns(column_mapping)
     present = set(table_columns)
-    missing = [f"{columns[field]!r} (for {field})" for field in REQUIRED_FIELDS
-               if columns[field] not in present]
-    if missing:
-        raise ValueError(f"the BigQuery table has no column {', '.join(missing)}; map it "
-                         f"with --column_mapping, e.g. 'user=student_id'")
     return [columns[field] for field in FIELDS if columns[field] in present]
 
 
