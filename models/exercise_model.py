@@ -84,14 +84,16 @@ def _mean_log_likelihood(theta, x: np.ndarray, labels: np.ndarray) -> Optional[f
 
 
 def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
-                 settings: FitSettings, baseline: Optional[Dict[str, list]] = None
-                 ) -> Tuple[str, Dict]:
+                 settings: FitSettings, baseline: Optional[Dict[str, list]] = None,
+                 components: Optional[ComponentCache] = None) -> Tuple[str, Dict]:
     """Returns ("fitted", parameter record) or ("skipped", record with reason).
 
     `rows` is at most settings.max_samples rows already chosen by bottom_k over
     all `rows_available` rows of the exercise. `baseline`: theta per exercise
     of another version with the same features; its holdout log likelihood on
-    the same rows is recorded (None for an exercise it lacks)."""
+    the same rows is recorded (None for an exercise it lacks). `components`:
+    a cache of the settings' seed and dimension shared across fits (a vector
+    costs a SHA-256 and D normal draws; thousands of exercises share keys)."""
     rows = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
     holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
@@ -111,7 +113,7 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
         return skipped("single_class",
                        f"all {counts['num_train']} training rows are "
                        f"{'correct' if positives else 'wrong'}; no slope to fit")
-    x = rows.features(ComponentCache(settings.seed, settings.num_random_features))
+    x = rows.features(components or ComponentCache(settings.seed, settings.num_random_features))
     fit = fit_logistic(x[train], labels[train], settings.l2, settings.max_iterations)
     if not np.all(np.isfinite(fit.theta)):
         return skipped("non_finite_fit", fit.message)

@@ -281,8 +281,12 @@ class TrainingRows:
         if index.dtype == bool:
             index = np.flatnonzero(index)
         indptr, ids = _ragged_take(self.update_indptr, self.update_ids, index)
+        # Only the keys these rows use: a block must not carry the keys of the
+        # whole batch it came from (exercises x keys across thousands of blocks).
+        used, ids = np.unique(ids, return_inverse=True)
         return TrainingRows(*(getattr(self, name)[index] for name in self._ROW_COLUMNS),
-                            indptr, ids, self.component_keys)
+                            indptr, ids.astype(np.int32).reshape(-1),
+                            tuple(self.component_keys[i] for i in used))
 
     @staticmethod
     def concatenate(blocks: Sequence["TrainingRows"]) -> "TrainingRows":

@@ -7,7 +7,7 @@ from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
 from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys
-from models.knowledge_state import TrainingRows
+from models.knowledge_state import ComponentCache, TrainingRows
 from transforms.read import METRICS_NAMESPACE
 
 FITTED, SKIPPED = "fitted", "skipped"
@@ -70,11 +70,13 @@ class _Fit(beam.DoFn):
         # The matrices are small; multithreaded BLAS only fights the other
         # worker processes for cores (measured 10x slower on 2 cores).
         threadpool_limits(limits=1, user_api="blas")
+        self.components = ComponentCache(self.settings.seed, self.settings.num_random_features)
 
     def process(self, element):
         exercise, (rows, rows_available) = element
         outcome, record = fit_exercise(exercise, rows, rows_available, self.settings,
-                                       self.baseline)
+                                       self.baseline, self.components)
+        self.components.used.clear()
         if outcome == FITTED:
             self.fitted.inc()
             yield record
