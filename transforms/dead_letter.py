@@ -18,7 +18,13 @@ def _json_safe(value):
         return [_json_safe(item) for item in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else _NON_FINITE.get(value, "NaN")
-    if isinstance(value, (str, int, bool)) or value is None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no coder or file can hold it
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, (int, bool)) or value is None:
         return value
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
