@@ -61,6 +61,7 @@ RUN pip install --no-cache-dir --constraint requirements-lock.txt . \
 # 2. The project itself, installed into site-packages (not editable), exactly
 #    what an sdist of setup.py contains.
 COPY models/ models/
+COPY dashboard/ dashboard/
 COPY transforms/ transforms/
 COPY pipelines/ pipelines/
 RUN pip install --no-cache-dir --no-deps . \

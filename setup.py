@@ -11,8 +11,11 @@ setuptools.setup(
     name="knowledge-model-pipelines",
     version="0.1.0",
     description="Beam pipelines that train per-exercise student knowledge models",
-    packages=setuptools.find_packages(include=["models", "models.*", "transforms",
-                                               "transforms.*", "pipelines", "pipelines.*"]),
+    packages=setuptools.find_packages(include=["models", "models.*", "dashboard", "dashboard.*",
+                                               "transforms", "transforms.*", "pipelines",
+                                               "pipelines.*"]),
+    # The dashboard's Jinja2 template, stylesheet and script.
+    package_data={"dashboard": ["templates/*"]},
     python_requires=">=3.10",
     install_requires=[
         "apache-beam[gcp]==2.77.0",
@@ -22,6 +25,11 @@ setuptools.setup(
         "pyarrow==25.0.1",
         "google-cloud-datastore==2.27.0",
         "threadpoolctl==3.8.0",
+        # the monitoring dashboard (dashboard/): page template, Vega-Lite
+        # charts, and the Vega JavaScript it inlines
+        "Jinja2==3.1.6",
+        "altair==6.3.0",
+        "vl-convert-python==1.9.0.post1",
     ],
     extras_require={
         "test": ["pytest==9.2.0", "scikit-learn==1.9.1"],

@@ -29,7 +29,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models import monitoring_report, serving
+from models import regressions, serving
 from models.param_store import ModelNotFound, Registry
 from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
@@ -184,9 +184,9 @@ def run(argv=None) -> dict:
         "window": {"start_date": start.isoformat() if start else None,
                    "end_date": (end - datetime.timedelta(days=1)).isoformat() if end else None},
         "days_in_output": _day_span(sorted({record["date"] for record in records})),
-        "overall_change": monitoring_report.overall_change(
+        "overall_change": regressions.overall_change(
             records, options.trailing_days, options.regression_min_samples),
-        "regressions": monitoring_report.regressions(
+        "regressions": regressions.regressions(
             records, options.trailing_days, options.regression_min_samples),
         "wall_time_seconds": round(time.monotonic() - started, 3),
         "outputs": {"daily_metrics": output_path(options.output, *DAILY, "<date>.jsonl"),

@@ -349,11 +349,13 @@ def test_build_context_is_small_and_complete():
     print(f"\nbuild context: {len(files)} files, {size / 1024:.0f} KiB as tar")
     assert size < MAX_CONTEXT_BYTES, f"context is {size} bytes: {files}"
     needed = {"setup.py", "requirements-lock.txt", "container/launcher.py"}
-    needed.update(git_files("models", "transforms", "pipelines"))
-    needed = {path for path in needed if path.endswith((".py", ".txt"))}
+    needed.update(git_files("models", "dashboard", "transforms", "pipelines"))
+    needed = {path for path in needed if path.endswith((".py", ".txt"))
+              or path.startswith("dashboard/templates/")}   # the dashboard's package data
     assert needed <= set(files), sorted(needed - set(files))
     unexpected = [path for path in files
-                  if not path.startswith(("models/", "transforms/", "pipelines/", "container/"))
+                  if not path.startswith(("models/", "dashboard/", "transforms/", "pipelines/",
+                                          "container/"))
                   and path not in ("setup.py", "requirements-lock.txt", "Dockerfile",
                                    ".dockerignore")]
     assert not unexpected, unexpected

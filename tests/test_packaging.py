@@ -45,10 +45,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("models", "transforms", "pipelines")
+PACKAGES = ("models", "dashboard", "transforms", "pipelines")
+# Package data (not modules) the installed package needs.
+PACKAGE_DATA = ("dashboard/templates/dashboard.html", "dashboard/templates/dashboard.css",
+                "dashboard/templates/dashboard.js")
 DISTRIBUTION = "knowledge-model-pipelines"
-IMPORTS = ("pipelines.train_knowledge_model", "pipelines.train_boosted", "transforms.read",
-           "models.knowledge_state")
+IMPORTS = ("pipelines.train_knowledge_model", "pipelines.train_boosted", "pipelines.monitor",
+           "transforms.read", "models.knowledge_state", "dashboard")
 FORBIDDEN_IN_SDIST = ("tests/", "benchmarks/", ".venv/", ".git/", "sample_data/", "container/")
 
 
@@ -116,7 +119,7 @@ def test_sdist_holds_every_module_and_nothing_else(sdist):
     inside = {name[len(top) + 1:] for name in names if name.startswith(top + "/")}
     modules = [path for path in git_files(source, *PACKAGES) if path.endswith(".py")]
     assert modules and all(path.split("/")[0] in PACKAGES for path in modules)
-    missing = sorted(set(modules) - inside)
+    missing = sorted((set(modules) | set(PACKAGE_DATA)) - inside)
     assert not missing, f"modules missing from {archive.name}: {missing}"
     assert "setup.py" in inside
     unwanted = sorted(name for name in inside
@@ -176,7 +179,7 @@ def test_pipelines_import_from_site_packages_outside_the_repository(clean_venv, 
             f"modules = {IMPORTS!r}; "
             "[importlib.import_module(name) for name in modules]; "
             "print(json.dumps({name: sys.modules[name].__file__ for name in modules "
-            "+ ('models', 'transforms', 'pipelines')}))")
+            f"+ {PACKAGES!r}}}))")
     files = json.loads(run([python, "-I", "-c", code], cwd=outside,
                            env=clean_environment()).stdout.strip().splitlines()[-1])
     for name, path in files.items():
@@ -187,6 +190,13 @@ def test_pipelines_import_from_site_packages_outside_the_repository(clean_venv, 
     result = run([python, "-I", "-m", "pipelines.train_knowledge_model", "--help"],
                  cwd=outside, env=clean_environment())
     assert "--input" in result.stdout
+
+    # The dashboard's template and script (package data) come with the wheel.
+    code = ("from dashboard import render_dashboard; "
+            "print(render_dashboard([{'date': '2026-11-01', 'exercise': 'a', 'samples': 5, "
+            "'mean_log_likelihood': -0.5}]))")
+    page = run([python, "-I", "-c", code], cwd=outside, env=clean_environment()).stdout
+    assert page.startswith("<!DOCTYPE html>") and "vegaEmbed" in page and 'data-chart="ll"' in page
 
 
 @pytest.mark.skipif(os.environ.get("KM_TEST_FULL_INSTALL") != "1",

@@ -18,9 +18,9 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from dashboard import render_dashboard
 from models.knowledge_state import ComponentCache, replay_students
 from models.monitoring import accumulate, day_of, metrics_record, sum_accumulators
-from models.monitoring_report import render_dashboard
 from transforms.read import METRICS_NAMESPACE
 from transforms.replay import StudentBatchDoFn
 from transforms.write import read_json_lines
