@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
+from models.log_batch import LogBatch, name_hashes
 from models.problem_log import ProblemLog
 
 WINDOW = 20
@@ -383,30 +384,36 @@ def replay_students(students: Sequence[Sequence[ProblemLog]], components: Compon
                     problem_number_range=(1, None)) -> TrainingRows:
     """Replay a batch of sessionized students (each a time-ordered list of logs)
     and return the emitted training rows in (student, time) order. The keys of
-    the random components the rows use are added to `components.used`.
+    the random components the rows use are added to `components.used`."""
+    lengths = [len(logs) for logs in students if logs]
+    batch = LogBatch.from_logs([log for logs in students for log in logs])
+    return replay_batch(batch, np.r_[0, np.cumsum(lengths, dtype=np.int64)], components,
+                        problem_number_range)
+
+
+def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: ComponentCache,
+                 problem_number_range=(1, None)) -> TrainingRows:
+    """replay_students on columns: `batch` holds sessionized students (every
+    problem_number set), student i in rows student_starts[i]:student_starts[i+1]
+    in time order (models.log_batch.sessionize_batch gives this).
 
     A row's random part lists only its own student's earlier updates, so rows do
     not depend on which other students share the batch (results are identical
     however Beam bundles the work)."""
-    lengths = np.array([len(logs) for logs in students], dtype=np.int64)
-    n = int(lengths.sum())
+    n = len(batch)
+    lengths = np.diff(student_starts)
     if n == 0:
         return TrainingRows(np.array([], dtype=object), np.array([], dtype=np.uint64),
                             np.array([], dtype=object),
                             np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                             np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
                             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
-    flat = [log for logs in students for log in logs]
-    users, exercises, problem_types, problem_numbers, times, corrects = list(zip(*flat))[:6]
-    correct = np.array(corrects, dtype=bool)
-    problem_number = np.array(problem_numbers, dtype=np.int64)
-    student_of_row = np.repeat(np.arange(len(students)), lengths)
+    correct = batch.correct
+    problem_number = batch.problem_number
+    student_of_row = np.repeat(np.arange(len(lengths)), lengths)
 
     # Base features: group rows by (student, exercise), stable so time order holds.
-    exercise_index: Dict[str, int] = {}
-    exercise_ids = np.array([exercise_index.setdefault(name, len(exercise_index))
-                             for name in exercises], dtype=np.int64)
-    group = student_of_row * len(exercise_index) + exercise_ids
+    group = student_of_row * max(len(batch.exercises), 1) + batch.exercise
     order = np.argsort(group, kind="stable")
     base = np.empty((n, NUM_BASE_FEATURES - 1))
     base[order] = _exercise_features(group[order], correct[order])
@@ -415,14 +422,17 @@ def replay_students(students: Sequence[Sequence[ProblemLog]], components: Compon
     # student's earlier problem_number == 1 attempts, kept as their key ids.
     is_update = problem_number == 1
     update_rows = np.flatnonzero(is_update)
-    key_index: Dict[ComponentKey, int] = {}
-    update_key_ids = np.array(
-        [key_index.setdefault((exercises[i], problem_types[i], corrects[i]), len(key_index))
-         for i in update_rows], dtype=np.int32)
-    for key in key_index:
-        components.used.add(key)
+    key_codes = ((batch.exercise[update_rows].astype(np.int64) * len(batch.problem_types)
+                  + batch.problem_type[update_rows]) * 2 + correct[update_rows])
+    unique_codes, update_key_ids = np.unique(key_codes, return_inverse=True)
+    component_keys = tuple(
+        (batch.exercises[code // 2 // len(batch.problem_types)],
+         batch.problem_types[code // 2 % len(batch.problem_types)], bool(code % 2))
+        for code in unique_codes.tolist())
+    update_key_ids = update_key_ids.astype(np.int32).reshape(-1)
+    components.used.update(component_keys)
     updates_before_row = np.cumsum(is_update) - is_update
-    first_update_of_student = np.searchsorted(update_rows, np.r_[0, np.cumsum(lengths)[:-1]])
+    first_update_of_student = np.searchsorted(update_rows, student_starts[:-1])
     updates_start = first_update_of_student[student_of_row]
 
     low, high = problem_number_range
@@ -438,16 +448,16 @@ def replay_students(students: Sequence[Sequence[ProblemLog]], components: Compon
     indptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(stops - starts, out=indptr[1:])
     positions = np.repeat(starts - indptr[:-1], stops - starts) + np.arange(indptr[-1])
+    user_codes = batch.user[rows]
     return TrainingRows(
-        user=np.array(users, dtype=object)[rows],
-        user_hash=np.array([user_hash(logs[0].user) if logs else 0 for logs in students],
-                           dtype=np.uint64)[student_of_row[rows]],
-        exercise=np.array(exercises, dtype=object)[rows],
-        time_done=np.array(times, dtype=np.int64)[rows],
+        user=np.array(batch.users, dtype=object)[user_codes],
+        user_hash=name_hashes(batch.users)[user_codes],
+        exercise=np.array(batch.exercises, dtype=object)[batch.exercise[rows]],
+        time_done=batch.time_done[rows],
         problem_number=problem_number[rows],
         correct=correct[rows],
         base=base_x,
         update_indptr=indptr,
         update_ids=update_key_ids[positions],
-        component_keys=tuple(key_index),
+        component_keys=component_keys,
     )

@@ -49,6 +49,7 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _MIN_MICROS = (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc) - _EPOCH) // _MICROSECOND
 _MAX_MICROS = (datetime.datetime.max.replace(tzinfo=datetime.timezone.utc) - _EPOCH) // _MICROSECOND
+MIN_MICROS, MAX_MICROS = _MIN_MICROS, _MAX_MICROS  # BigQuery's TIMESTAMP range
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _TRUE = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "no", "n"})
@@ -195,7 +196,7 @@ def _parse_int(field: str, value: Any) -> int:
     return number
 
 
-def _parse_name(field: str, value: Any) -> str:
+def parse_name(field: str, value: Any) -> str:
     """An id or name: text with surrounding (Unicode) whitespace stripped, or
     an integer as its decimal text; objects, lists, booleans and floats are
     bad_<field> (their repr would be a made-up name), and so is text that is
@@ -255,11 +256,11 @@ class ProblemLogParser:
             raise InvalidProblemLog("missing_time_done", f"column {time_col!r}")
         if _missing(correct):
             raise InvalidProblemLog("missing_correct", f"column {correct_col!r}")
-        user = _parse_name("user", user)
-        exercise = _parse_name("exercise", exercise)
+        user = parse_name("user", user)
+        exercise = parse_name("exercise", exercise)
 
         problem_type = get(type_col)
-        problem_type = "" if problem_type is None else _parse_name("problem_type", problem_type)
+        problem_type = "" if problem_type is None else parse_name("problem_type", problem_type)
         problem_number = get(number_col)
         if problem_number is not None and not (type(problem_number) is int
                                                and 1 <= problem_number <= _INT64_MAX):

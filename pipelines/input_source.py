@@ -3,6 +3,7 @@ a BigQuery query, with the date window. Shared by every pipeline that reads
 ProblemLogs, so they accept the same inputs and fail the same way."""
 
 import datetime
+import math
 import os
 from typing import NamedTuple
 
@@ -23,6 +24,10 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 # Files whose header or schema is checked before the job starts (each costs an
 # open, and for Parquet a footer read: a bound for exports of thousands of shards).
 SCHEMA_CHECKED_FILES = 20
+LOGS_PER_BUCKET = 250_000
+# Rough bytes per ProblemLog by format (compressed Avro/Parquet exports; text),
+# measured on the sample generator's files: only the bucket count depends on it.
+_BYTES_PER_LOG = {"avro": 14, "parquet": 12, "csv": 80, "json": 170}
 
 
 class ProblemLogSource(NamedTuple):
@@ -50,9 +55,16 @@ def day_start_micros(day):
     return (moment - _EPOCH) // datetime.timedelta(microseconds=1)
 
 
+def student_buckets(file_format: str, total_bytes: int) -> int:
+    """About LOGS_PER_BUCKET logs per bucket, estimated from the input's size;
+    a power of two, at least 4 (two workers' worth of parallel replay)."""
+    logs = total_bytes / _BYTES_PER_LOG[file_format]
+    return max(4, 1 << max(0, math.ceil(math.log2(max(logs / LOGS_PER_BUCKET, 1)))))
+
+
 def _file_source(options, mapping, window) -> ProblemLogSource:
-    matched = [metadata.path for metadata in
-               FileSystems.match([options.input])[0].metadata_list]
+    found = FileSystems.match([options.input])[0].metadata_list
+    matched = [metadata.path for metadata in found]
     if not matched:
         raise ValueError(f"--input {options.input!r} matches no files")
     directories = [path for path in matched if os.path.isdir(path)]
@@ -64,8 +76,11 @@ def _file_source(options, mapping, window) -> ProblemLogSource:
                    else options.input_format)
     _check_file_columns(options.input, sorted(matched)[:SCHEMA_CHECKED_FILES], file_format,
                         mapping)
+    buckets = options.student_buckets or student_buckets(
+        file_format, sum(metadata.size_in_bytes for metadata in found))
     return ProblemLogSource(options.input, ReadProblemLogs(
-        options.input, file_format, mapping, window=tuple(map(day_start_micros, window))))
+        options.input, file_format, mapping, window=tuple(map(day_start_micros, window)),
+        num_buckets=buckets))
 
 
 def _file_columns(path: str, file_format: str):
@@ -107,7 +122,7 @@ def _check_file_columns(pattern: str, paths, file_format: str, mapping) -> None:
                 raise ValueError(problem)
 
 
-def _table_source(table: TableRef, mapping, window) -> ProblemLogSource:
+def _table_source(table: TableRef, mapping, window, buckets) -> ProblemLogSource:
     try:
         schema = table_schema(table)
     except Exception as error:  # pylint: disable=broad-except  (any API failure)
@@ -123,17 +138,18 @@ def _table_source(table: TableRef, mapping, window) -> ProblemLogSource:
     return ProblemLogSource(f"{BQ_SCHEME}{table.project}.{table.dataset}.{table.table}",
                             ReadProblemLogsFromBigQuery(mapping, table=table,
                                                         selected_fields=fields,
-                                                        row_restriction=restriction))
+                                                        row_restriction=restriction,
+                                                        **buckets))
 
 
-def _query_source(options, mapping, window) -> ProblemLogSource:
+def _query_source(options, mapping, window, buckets) -> ProblemLogSource:
     if not options.bq_temp_dataset:
         raise ValueError("--input_query needs --bq_temp_dataset project.dataset for its "
                          "result")
     temp_dataset = parse_dataset(options.bq_temp_dataset, "--bq_temp_dataset")
     query = windowed_query(options.input_query, source_columns(mapping)["time_done"], window)
     return ProblemLogSource("query", ReadProblemLogsFromBigQuery(
-        mapping, query=query, temp_dataset=temp_dataset))
+        mapping, query=query, temp_dataset=temp_dataset, **buckets))
 
 
 def check_input_options(options):
@@ -142,6 +158,9 @@ def check_input_options(options):
     (column mapping, BigQuery table or None). Raises ValueError naming the
     option at fault."""
     mapping = parse_column_mapping(options.column_mapping)
+    if options.student_buckets < 0:
+        raise ValueError(f"--student_buckets must be >= 0 (0: sized from the input), got "
+                         f"{options.student_buckets}")
     table = _bigquery_table(options)
     if table is not None or options.input_query:
         source_columns(mapping)
@@ -163,8 +182,9 @@ def problem_log_source(options, window=None) -> ProblemLogSource:
     ValueError naming the option at fault."""
     window = date_window(options) if window is None else window
     mapping, table = check_input_options(options)
+    buckets = {"num_buckets": options.student_buckets} if options.student_buckets else {}
     if options.input_query:
-        return _query_source(options, mapping, window)
+        return _query_source(options, mapping, window, buckets)
     if table is not None:
-        return _table_source(table, mapping, window)
+        return _table_source(table, mapping, window, buckets)
     return _file_source(options, mapping, window)

@@ -51,6 +51,12 @@ class ProblemLogOptions(PipelineOptions):
         group.add_argument("--column_mapping", default="",
                            help="Source column names for ProblemLog fields when they differ, "
                                 "e.g. 'user=student_id,exercise=skill,time_done=timestamp'.")
+        group.add_argument("--student_buckets", type=int, default=0,
+                           help="Students are grouped into this many buckets (by a hash of "
+                                "the user), and each bucket is sorted and replayed in one "
+                                "vectorized pass: the unit of parallelism and of worker "
+                                "memory. 0: about 250,000 logs per bucket, estimated from "
+                                "the input files' size (4,096 for BigQuery).")
         group.add_argument("--max_attempts_per_student", type=int, default=100000,
                            help="A student with more attempts is dead-lettered whole "
                                 "(reason too_many_attempts), not truncated.")

@@ -76,8 +76,6 @@ class KnowledgeModelOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions
                            help="If set, also write every emitted training row (user, "
                                 "exercise, time_done, problem_number, correct, x) as JSON "
                                 "lines under this directory.")
-        group.add_argument("--replay_batch_size", type=int, default=20000,
-                           help="Attempts replayed together in one numpy batch.")
         group = parser.add_argument_group("parameter store")
         group.add_argument("--params_sink", choices=PARAMS_SINKS, default="files",
                            help="'files': parameters only under --output. 'datastore': "
@@ -109,7 +107,7 @@ def validate(options) -> dict:
     }
     check_input_options(options)
     positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
-                "min_samples", "max_iterations", "replay_batch_size", "datastore_write_attempts")
+                "min_samples", "max_iterations", "datastore_write_attempts")
     for name in positive:
         if getattr(options, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(options, name)}")
@@ -181,7 +179,7 @@ def build(pipeline, options, settings: dict) -> None:
         options.max_attempts_per_student)
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
         options.seed, options.num_random_features, settings["problem_number_range"],
-        options.replay_batch_size, settings["train_from"])
+        emit_from=settings["train_from"])
     fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
 

@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.io.gcp.bigquery import ReadFromBigQuery
 
 from models.problem_log import FIELDS
-from transforms.read import DEAD_LETTER, VALID, ValidateRows
+from transforms.read import BIGQUERY_BUCKETS, DEAD_LETTER, VALID, ValidateRows
 
 BQ_SCHEME = "bq://"
 # Project ids: 6-30 lowercase letters, digits, hyphens (legacy domain-scoped
@@ -121,7 +121,7 @@ def table_schema(table: TableRef) -> dict:
 
 
 class ReadProblemLogsFromBigQuery(beam.PTransform):
-    """A BigQuery table or query -> `valid`: (user, [tuple(ProblemLog)]) chunks
+    """A BigQuery table or query -> `valid`: (student bucket, LogBatch) chunks
     and `dead_letter`, exactly like ReadProblemLogs for files.
 
     Table: pass `table` and its `selected_fields` and `row_restriction`
@@ -131,8 +131,9 @@ class ReadProblemLogsFromBigQuery(beam.PTransform):
     def __init__(self, column_mapping=None, *, table: TableRef = None,
                  selected_fields: Sequence[str] = None, row_restriction: str = "",
                  query: str = "", temp_dataset: Tuple[str, str] = None,
-                 max_buffered: int = 200000):
+                 max_buffered: int = 200000, num_buckets: int = BIGQUERY_BUCKETS):
         super().__init__()
+        self.num_buckets = num_buckets
         if (table is None) == (not query):
             raise ValueError("read either a table or a query")
         self.column_mapping = column_mapping
@@ -158,5 +159,6 @@ class ReadProblemLogsFromBigQuery(beam.PTransform):
         return (pbegin
                 | "ReadFromBigQuery" >> self.read_transform()
                 | "ValidateRows" >> beam.ParDo(
-                    ValidateRows(source, self.column_mapping, self.max_buffered, None))
+                    ValidateRows(source, self.column_mapping, self.max_buffered, None,
+                                 self.num_buckets))
                 .with_outputs(DEAD_LETTER, main=VALID))

@@ -5,16 +5,16 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from models.knowledge_state import ComponentCache, replay_students
+from models.knowledge_state import ComponentCache, replay_batch
 from transforms.read import METRICS_NAMESPACE
 
 ROWS, COMPONENT_KEYS = "rows", "component_keys"
 
 
 class StudentBatchDoFn(beam.DoFn):
-    """Buffers whole sessionized students, (user, logs), until about
-    `batch_size` attempts and hands them to replay_batch() together, so the
-    replay runs over numpy blocks and Beam's per-element cost is paid per
+    """Takes sessionized buckets, (bucket, (LogBatch, student_starts)), and
+    hands their students, each a list of ProblemLogs, to replay_batch() about
+    `batch_size` attempts at a time, so Beam's per-element cost is paid per
     block, not per attempt."""
 
     def __init__(self, batch_size: int):
@@ -29,10 +29,13 @@ class StudentBatchDoFn(beam.DoFn):
         self.students, self.attempts = [], 0
 
     def process(self, element):
-        self.students.append(element[1])
-        self.attempts += len(element[1])
-        if self.attempts >= self.batch_size:
-            yield from self._drain(lambda value: value)
+        batch, starts = element[1]
+        logs = batch.logs()
+        for start, stop in zip(starts[:-1].tolist(), starts[1:].tolist()):
+            self.students.append(logs[start:stop])
+            self.attempts += stop - start
+            if self.attempts >= self.batch_size:
+                yield from self._drain(lambda value: value)
 
     def finish_bundle(self):
         yield from self._drain(GlobalWindows.windowed_value)
@@ -44,14 +47,13 @@ class StudentBatchDoFn(beam.DoFn):
                 yield wrap(output)
 
 
-class _ReplayBatches(StudentBatchDoFn):
-    """Replays each batch and emits one (exercise, TrainingRows) block per
-    exercise. Also emits the random-component keys each bundle used (a retried
-    bundle emits them again; duplicates are removed downstream)."""
+class _ReplayBuckets(beam.DoFn):
+    """Replays every student of a bucket in one vectorized pass and emits one
+    (exercise, TrainingRows) block per exercise. Also emits the random-component
+    keys each bundle used (a retried bundle emits them again; duplicates are
+    removed downstream)."""
 
-    def __init__(self, seed, num_random_features, problem_number_range, batch_size,
-                 emit_from=None):
-        super().__init__(batch_size)
+    def __init__(self, seed, num_random_features, problem_number_range, emit_from=None):
         self.seed = seed
         self.num_random_features = num_random_features
         self.problem_number_range = problem_number_range
@@ -63,35 +65,33 @@ class _ReplayBatches(StudentBatchDoFn):
         self.components = ComponentCache(self.seed, self.num_random_features)
 
     def start_bundle(self):
-        super().start_bundle()
         self.components.used.clear()
 
     def finish_bundle(self):
-        yield from super().finish_bundle()
         for key in sorted(self.components.used):
             yield pvalue.TaggedOutput(COMPONENT_KEYS, GlobalWindows.windowed_value(key))
 
-    def replay_batch(self, students):
-        rows = replay_students(students, self.components, self.problem_number_range)
+    def process(self, element):
+        batch, starts = element[1]
+        rows = replay_batch(batch, starts, self.components, self.problem_number_range)
         if self.emit_from is not None:
             inside = rows.time_done >= self.emit_from
             self.rows_before_window.inc(int(len(rows) - inside.sum()))
             rows = rows.take(inside)
         self.rows_emitted.inc(len(rows))
-        return rows.split_by_exercise()
+        yield from rows.split_by_exercise()
 
 
 class ReplayKnowledgeState(beam.PTransform):
-    """(user, sessionized logs) -> `rows`: (exercise, TrainingRows) blocks, and
+    """Sessionized buckets -> `rows`: (exercise, TrainingRows) blocks, and
     `component_keys`: the (exercise, problem_type, correct) keys whose random
     components the features used (with repeats across workers). With
     `emit_from` (epoch µs) earlier attempts only update the state."""
 
     def __init__(self, seed: int, num_random_features: int, problem_number_range=(1, None),
-                 batch_size: int = 20000, emit_from=None):
+                 emit_from=None):
         super().__init__()
-        self.replay = _ReplayBatches(seed, num_random_features, problem_number_range, batch_size,
-                                     emit_from)
+        self.replay = _ReplayBuckets(seed, num_random_features, problem_number_range, emit_from)
 
     def expand(self, students):
         return students | beam.ParDo(self.replay).with_outputs(COMPONENT_KEYS, main=ROWS)

@@ -1,21 +1,24 @@
-"""Group ProblemLogs by student and put each student's attempts in order."""
+"""Group ProblemLogs by student bucket and put every student's attempts in order."""
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from models.knowledge_state import sessionize_with_conflicts
-from models.problem_log import ProblemLog
+from models.log_batch import LogBatch, sessionize_batch
 from transforms.dead_letter import dead_letter_record, problem_log_as_dict
 from transforms.read import DEAD_LETTER, METRICS_NAMESPACE
 
+_CONFLICT_DETAIL = ("another attempt with the same user, exercise, time_done and "
+                    "problem_number has a different `correct`")
 
-class _SortStudent(beam.DoFn):
-    """(user, logs) -> (user, chronological deduplicated logs), conflicting
-    duplicates dead-lettered (models.knowledge_state.sessionize_with_conflicts);
-    a student over
-    the attempt cap goes to the dead letter whole rather than being truncated,
-    because a truncated history would silently change every later feature."""
+
+class _SortBucket(beam.DoFn):
+    """(bucket, LogBatch chunks) -> (bucket, (LogBatch, student_starts)): every
+    student of the bucket in time order, exact duplicates dropped, problem
+    numbers derived (models.log_batch.sessionize_batch). Conflicting duplicates
+    are dead-lettered; a student over the attempt cap goes to the dead letter
+    whole rather than being truncated, because a truncated history would
+    silently change every later feature."""
 
     def __init__(self, max_attempts_per_student: int):
         self.max_attempts = max_attempts_per_student
@@ -27,33 +30,33 @@ class _SortStudent(beam.DoFn):
                                            "dead_letter_conflicting_duplicate")
 
     def process(self, element):
-        user, parts = element
-        logs, duplicates, conflicts = sessionize_with_conflicts(
-            ProblemLog._make(fields) for part in parts for fields in part)
-        self.duplicates.inc(duplicates)
-        if conflicts:
-            self.conflicting.inc(len(conflicts))
-            for log in conflicts:
-                yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_record(
-                    "sessionize", "conflicting_duplicate",
-                    "another attempt with the same user, exercise, time_done and "
-                    "problem_number has a different `correct`", problem_log_as_dict(log)))
-        if len(logs) > self.max_attempts:
-            self.students_skipped.inc()
-            self.too_many.inc(len(logs))
-            detail = (f"student has {len(logs)} attempts > "
-                      f"--max_attempts_per_student {self.max_attempts}")
-            for log in logs:
+        bucket, chunks = element
+        result = sessionize_batch(LogBatch.concatenate(list(chunks)), self.max_attempts)
+        if result.duplicates:
+            self.duplicates.inc(result.duplicates)
+        if result.conflicting:
+            self.conflicting.inc(len(result.conflicting))
+        for log in result.conflicting:
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_record(
+                "sessionize", "conflicting_duplicate", _CONFLICT_DETAIL,
+                problem_log_as_dict(log)))
+        if result.too_many:
+            self.students_skipped.inc(result.students_over)
+            self.too_many.inc(len(result.too_many))
+            detail = (f"student has more than --max_attempts_per_student "
+                      f"{self.max_attempts} attempts")
+            for log in result.too_many:
                 yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_record(
                     "sessionize", "too_many_attempts", detail, problem_log_as_dict(log)))
-            return
-        self.students.inc()
-        yield user, logs
+        self.students.inc(len(result.student_starts) - 1)
+        if len(result.logs):
+            yield bucket, (result.logs, result.student_starts)
 
 
 class SessionizeByStudent(beam.PTransform):
-    """(user, [tuple(ProblemLog)]) chunks -> `students`: (user, [ProblemLog] in time
-    order), one per student, plus `dead_letter`."""
+    """(bucket, LogBatch) chunks -> `students`: (bucket, (LogBatch, student_starts)),
+    one element per bucket holding its students contiguous and in time order
+    (student i is rows student_starts[i]:student_starts[i+1]), plus `dead_letter`."""
 
     def __init__(self, max_attempts_per_student: int):
         super().__init__()
@@ -61,6 +64,6 @@ class SessionizeByStudent(beam.PTransform):
 
     def expand(self, chunks):
         return (chunks
-                | "GroupByUser" >> beam.GroupByKey()
-                | "SortStudent" >> beam.ParDo(_SortStudent(self.max_attempts_per_student))
+                | "GroupByBucket" >> beam.GroupByKey()
+                | "SortBucket" >> beam.ParDo(_SortBucket(self.max_attempts_per_student))
                 .with_outputs(DEAD_LETTER, main="students"))

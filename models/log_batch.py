@@ -1,0 +1,238 @@
+"""ProblemLogs as columns, and the per-student work on them done for a whole
+batch of students at once.
+
+A LogBatch is what travels between the pipeline's steps instead of one Python
+object per attempt: numpy columns, with user, exercise and problem type as
+integer codes into per-batch dictionaries (a batch carries only the names its
+rows use). sessionize_batch() is models.knowledge_state.sessionize_with_conflicts
+for every student of a batch in one vectorized pass: the same order (time, then
+every field), the same exact duplicates, conflicting duplicates and derived
+problem numbers; tests compare the two on random students.
+"""
+
+import hashlib
+from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from models.problem_log import OPTIONAL_INT_FIELDS, ProblemLog
+
+_NAME_COLUMNS = (("users", "user"), ("exercises", "exercise"), ("problem_types", "problem_type"))
+_VALUE_COLUMNS = ("problem_number", "time_done", "correct", "optional", "optional_present")
+_EMPTY_CODES = np.zeros(0, dtype=np.int32)
+
+
+def _codes(names: Sequence[str], index: Dict[str, int]) -> np.ndarray:
+    return np.fromiter((index.setdefault(name, len(index)) for name in names),
+                       dtype=np.int32, count=len(names))
+
+
+def name_hashes(names: Sequence[str]) -> np.ndarray:
+    """Stable 64-bit hashes of names (models.knowledge_state.user_hash)."""
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(),
+                        "little") for name in names), dtype=np.uint64, count=len(names))
+
+
+class LogBatch:
+    """Validated ProblemLogs as columns. `problem_number` is 0 where absent
+    (valid numbers are >= 1); the optional int fields are an (n, 3) int64
+    array with a presence mask, in OPTIONAL_INT_FIELDS order."""
+
+    __slots__ = ("users", "user", "exercises", "exercise", "problem_types", "problem_type",
+                 "problem_number", "time_done", "correct", "optional", "optional_present")
+
+    def __init__(self, users, user, exercises, exercise, problem_types, problem_type,
+                 problem_number, time_done, correct, optional, optional_present):
+        self.users, self.user = tuple(users), user
+        self.exercises, self.exercise = tuple(exercises), exercise
+        self.problem_types, self.problem_type = tuple(problem_types), problem_type
+        self.problem_number, self.time_done, self.correct = problem_number, time_done, correct
+        self.optional, self.optional_present = optional, optional_present
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+    def __len__(self):
+        return len(self.time_done)
+
+    @staticmethod
+    def from_logs(logs: Sequence[ProblemLog]) -> "LogBatch":
+        n = len(logs)
+        if not n:
+            return LogBatch.empty()
+        users, exercises, types, numbers, times, corrects, *optional = zip(*logs)
+        user_index, exercise_index, type_index = {}, {}, {}
+        present = np.array([[value is not None for value in column] for column in optional],
+                           dtype=bool).T.reshape(n, len(OPTIONAL_INT_FIELDS))
+        values = np.array([[value or 0 for value in column] for column in optional],
+                          dtype=np.int64).T.reshape(n, len(OPTIONAL_INT_FIELDS))
+        batch = LogBatch((), _codes(users, user_index), (), _codes(exercises, exercise_index),
+                         (), _codes(types, type_index),
+                         np.fromiter((number or 0 for number in numbers), np.int64, n),
+                         np.fromiter(times, np.int64, n), np.fromiter(corrects, bool, n),
+                         values, present)
+        batch.users, batch.exercises, batch.problem_types = (
+            tuple(user_index), tuple(exercise_index), tuple(type_index))
+        return batch
+
+    @staticmethod
+    def empty() -> "LogBatch":
+        return LogBatch((), _EMPTY_CODES, (), _EMPTY_CODES, (), _EMPTY_CODES,
+                        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool),
+                        np.zeros((0, len(OPTIONAL_INT_FIELDS)), np.int64),
+                        np.zeros((0, len(OPTIONAL_INT_FIELDS)), bool))
+
+    def take(self, index) -> "LogBatch":
+        """Rows `index`, with dictionaries cut down to the names they use."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        columns = {}
+        for names, codes in _NAME_COLUMNS:
+            used, inverse = np.unique(getattr(self, codes)[index], return_inverse=True)
+            dictionary = getattr(self, names)
+            columns[names] = tuple(dictionary[i] for i in used)
+            columns[codes] = inverse.astype(np.int32).reshape(-1)
+        return LogBatch(**columns, **{name: getattr(self, name)[index]
+                                      for name in _VALUE_COLUMNS})
+
+    @staticmethod
+    def concatenate(batches: Sequence["LogBatch"]) -> "LogBatch":
+        batches = [batch for batch in batches if len(batch)]
+        if not batches:
+            return LogBatch.empty()
+        if len(batches) == 1:
+            return batches[0]
+        columns = {}
+        for names, codes in _NAME_COLUMNS:
+            index: Dict[str, int] = {}
+            parts = [_codes(getattr(batch, names), index)[getattr(batch, codes)]
+                     if len(getattr(batch, names)) else _EMPTY_CODES for batch in batches]
+            columns[names], columns[codes] = tuple(index), np.concatenate(parts)
+        return LogBatch(**columns, **{name: np.concatenate([getattr(batch, name)
+                                                            for batch in batches])
+                                      for name in _VALUE_COLUMNS})
+
+    def user_hashes(self) -> np.ndarray:
+        """Per row: models.knowledge_state.user_hash of its user."""
+        return name_hashes(self.users)[self.user]
+
+    def by_bucket(self, num_buckets: int) -> Iterable[Tuple[int, "LogBatch"]]:
+        """(bucket, its rows): every attempt of a student lands in the bucket
+        user_hash(user) % num_buckets, whatever file or batch it came from."""
+        buckets = (name_hashes(self.users) % np.uint64(num_buckets)).astype(np.int64)[self.user]
+        order = np.argsort(buckets, kind="stable")
+        bounds = np.flatnonzero(np.diff(buckets[order])) + 1
+        for part in np.split(order, bounds):
+            if len(part):
+                yield int(buckets[part[0]]), self.take(part)
+
+    def logs(self, index=None) -> List[ProblemLog]:
+        """Rows as ProblemLog objects (dead letters, per-student consumers)."""
+        index = np.arange(len(self)) if index is None else np.asarray(index)
+        users, exercises, types = self.users, self.exercises, self.problem_types
+        optional = self.optional[index].tolist()
+        present = self.optional_present[index].tolist()
+        return [ProblemLog(users[u], exercises[e], types[t], number or None, time, correct,
+                           *(v if p else None for v, p in zip(values, flags)))
+                for u, e, t, number, time, correct, values, flags in zip(
+                    self.user[index].tolist(), self.exercise[index].tolist(),
+                    self.problem_type[index].tolist(), self.problem_number[index].tolist(),
+                    self.time_done[index].tolist(), self.correct[index].tolist(),
+                    optional, present)]
+
+
+def _ranks(names: Sequence[str]) -> np.ndarray:
+    """rank[code] = position of names[code] in sorted order (Python's string
+    order, which the one-at-a-time sessionize uses)."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    ranks = np.empty(len(names), dtype=np.int64)
+    ranks[order] = np.arange(len(names))
+    return ranks
+
+
+class Sessionized(NamedTuple):
+    """A batch of students after sessionize_batch."""
+    logs: LogBatch                 # kept rows: students contiguous, each in time order,
+                                   # problem_number derived where it was absent
+    student_starts: np.ndarray     # row where each student starts (len: students + 1)
+    duplicates: int                # exact copies dropped
+    conflicting: List[ProblemLog]  # conflicting duplicates removed (each copy once)
+    too_many: List[ProblemLog]     # every log of students over max_attempts
+    students_over: int             # how many such students
+
+
+def _starts(keys: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal consecutive rows of `keys` (n, k) starts."""
+    if not len(keys):
+        return np.zeros(0, dtype=bool)
+    return np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]
+
+
+def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
+    """models.knowledge_state.sessionize_with_conflicts for every student of
+    `batch` at once, plus the attempt cap (a student over `max_attempts` is
+    returned whole in `too_many`, never truncated)."""
+    user_rank = _ranks(batch.users)[batch.user]
+    exercise_rank = _ranks(batch.exercises)[batch.exercise]
+    type_rank = _ranks(batch.problem_types)[batch.problem_type]
+    present = batch.optional_present.astype(np.int64)
+    values = np.where(batch.optional_present, batch.optional, 0)
+    # The tie-break of knowledge_state._sort_key: time, exercise, type, correct,
+    # then (present, value) of problem_number and each optional field.
+    keys = np.column_stack([user_rank, batch.time_done, exercise_rank, type_rank,
+                            batch.correct.astype(np.int64), batch.problem_number,
+                            *(column for i in range(present.shape[1])
+                              for column in (present[:, i], values[:, i]))])
+    order = np.lexsort(keys.T[::-1])
+    keys = keys[order]
+    first = _starts(keys)
+    duplicates = int(len(order) - first.sum())
+    order, keys = order[first], keys[first]
+
+    # Conflicts: same user, time, exercise and problem number, both answers.
+    same = keys[:, [0, 1, 2, 5]]
+    conflicting_rows = np.zeros(len(order), dtype=bool)
+    tied = ~_starts(keys[:, :3])
+    if tied.any():
+        candidates = np.flatnonzero(tied | np.r_[tied[1:], False])
+        sub = candidates[np.lexsort(same[candidates].T[::-1])]
+        group = np.cumsum(_starts(same[sub])) - 1
+        correct = keys[sub, 4]
+        has_true = np.bincount(group, weights=correct) > 0
+        has_false = np.bincount(group, weights=1 - correct) > 0
+        conflicting_rows[sub] = (has_true & has_false)[group]
+    conflicting = batch.logs(order[conflicting_rows])
+    order, keys = order[~conflicting_rows], keys[~conflicting_rows]
+
+    logs = batch.take(order)
+    absent = logs.problem_number == 0
+    if absent.any():
+        # The attempt's 1-based position among its student's attempts on the
+        # exercise, in time order.
+        pair = keys[:, [0, 2]]
+        by_pair = np.lexsort((np.arange(len(order)), pair[:, 1], pair[:, 0]))
+        run_start = np.maximum.accumulate(
+            np.where(_starts(pair[by_pair]), np.arange(len(order)), 0))
+        position = np.empty(len(order), dtype=np.int64)
+        position[by_pair] = np.arange(len(order)) - run_start + 1
+        logs.problem_number = np.where(absent, position, logs.problem_number)
+
+    student_starts = np.r_[np.flatnonzero(_starts(keys[:, :1])), len(order)]
+    too_many: List[ProblemLog] = []
+    students_over = 0
+    if max_attempts is not None and len(order):
+        lengths = np.diff(student_starts)
+        over = lengths > max_attempts
+        if over.any():
+            students_over = int(over.sum())
+            drop = np.repeat(over, lengths)
+            too_many = logs.logs(np.flatnonzero(drop))
+            logs = logs.take(~drop)
+            student_starts = np.r_[0, np.cumsum(lengths[~over])]
+    return Sessionized(logs, student_starts, duplicates, conflicting, too_many, students_over)
