@@ -3,7 +3,8 @@
 
     python benchmarks/bench_train.py                  # 1,000,000 logs in 4 Avro files
     python benchmarks/bench_train.py --logs 50000     # quick check
-    python benchmarks/bench_train.py --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
+    python benchmarks/bench_train.py \\
+        --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
     python benchmarks/bench_train.py --memory_sizes 250000,1000000
 
 Generates the logs with `python -m pipelines.generate_sample`, runs each variant

@@ -75,7 +75,7 @@ def _file_columns(path: str, file_format: str):
     try:
         with FileSystems.open(path) as handle:
             return SCHEMA_READERS[file_format](handle)
-    except Exception:  # pylint: disable=broad-except  (damaged or not this format)
+    except Exception:  # noqa: BLE001 (damaged or not this format)
         return None
 
 
@@ -110,7 +110,7 @@ def _check_file_columns(pattern: str, paths, file_format: str, mapping) -> None:
 def _table_source(table: TableRef, mapping, window) -> ProblemLogSource:
     try:
         schema = table_schema(table)
-    except Exception as error:  # pylint: disable=broad-except  (any API failure)
+    except Exception as error:  # noqa: BLE001 (any API failure)
         raise ValueError(f"cannot read the schema of BigQuery table {table.spec()}: "
                          f"{type(error).__name__}: {error}") from None
     problem = mapping_problem(f"BigQuery table {table.spec()}", list(schema), mapping)

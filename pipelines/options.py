@@ -251,7 +251,7 @@ def print_options_help(prog: str, description: str, *options_classes) -> None:
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
     for options_class in options_classes:
-        options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+        options_class._add_argparse_args(parser)
     parser.print_help()
 
 

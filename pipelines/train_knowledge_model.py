@@ -223,7 +223,7 @@ def datastore_failure_message(options, settings, error) -> str:
     try:
         active = repr(Registry(options.datastore_project,
                                options.datastore_namespace).active_version(deadline=10))
-    except Exception:  # pylint: disable=broad-except  (Datastore may be what failed)
+    except Exception:  # noqa: BLE001 (Datastore may be what failed)
         active = "unchanged (Datastore could not be read to confirm)"
     return (f"the run failed, so model version {settings['model_version']!r} was not "
             f"activated; the active version is {active}. Cause: {cause}")

@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/generate.py
     sys.path.insert(0, str(ROOT))
 
-# pylint: disable=wrong-import-position
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from models.problem_log import FIELDS  # noqa: E402
@@ -59,10 +58,10 @@ REGENERATE = "python -m templates.generate"
 # Validation building blocks. Plain syntax only (groups, classes, ^$, \s, \S):
 # the same in Python, Java and RE2.
 _BUCKET = r"[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]"
-_TABLE = read_bigquery._TABLE_SPEC.pattern  # pylint: disable=protected-access
-_PROJECT = read_bigquery._PROJECT  # pylint: disable=protected-access
-_DATASET = read_bigquery._DATASET  # pylint: disable=protected-access
-_TABLE_NAME = read_bigquery._TABLE  # pylint: disable=protected-access
+_TABLE = read_bigquery._TABLE_SPEC.pattern
+_PROJECT = read_bigquery._PROJECT
+_DATASET = read_bigquery._DATASET
+_TABLE_NAME = read_bigquery._TABLE
 _NUMBER = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
 _POSITIVE_NUMBER = r"([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)([eE][-+]?[0-9]+)?"
 _ONE_OF = lambda names: "(" + "|".join(re.escape(name) for name in names) + ")"  # noqa: E731
@@ -142,7 +141,7 @@ class MetadataError(ValueError):
 def pipeline_modules() -> Dict[str, object]:
     """Every entry point under pipelines/ that runs on Beam: a module with a
     main() that defines its own PipelineOptions subclass. name -> module."""
-    import pipelines  # pylint: disable=import-outside-toplevel
+    import pipelines
     found = {}
     for info in sorted(pkgutil.iter_modules(pipelines.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"pipelines.{info.name}")
@@ -179,7 +178,7 @@ def options_parser(classes) -> argparse.ArgumentParser:
     registered class's (PipelineOptions.get_all_options registers all)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for cls in classes:
-        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+        cls._add_argparse_args(parser)
     return parser
 
 
@@ -247,7 +246,7 @@ def option_actions(module) -> List[argparse.Action]:
     """The pipeline's own flags, in definition order (shared classes first)."""
     parser = options_parser(options_classes(module))
     # argparse has no public accessor for a parser's actions.
-    return [action for action in parser._actions  # pylint: disable=protected-access
+    return [action for action in parser._actions
             if action.option_strings and action.dest != "help"]
 
 

@@ -121,4 +121,4 @@ def test_a_query_source_reads_the_windowed_query_by_export():
     read = source.read.read_transform()
     assert read.method == read.Method.EXPORT
     assert source.read.query.endswith("WHERE `ts` >= TIMESTAMP('2026-11-01')")
-    assert read._kwargs["temp_dataset"].datasetId == "tmp"  # pylint: disable=protected-access
+    assert read._kwargs["temp_dataset"].datasetId == "tmp"

@@ -117,8 +117,8 @@ def _beam_option_names():
     for cls in PipelineOptions.__subclasses__():
         if cls.__module__.startswith("apache_beam."):
             parser = argparse.ArgumentParser(add_help=False)
-            cls._add_argparse_args(parser)  # pylint: disable=protected-access
-            names |= {action.dest for action in parser._actions}  # pylint: disable=protected-access
+            cls._add_argparse_args(parser)
+            names |= {action.dest for action in parser._actions}
     return names
 
 

@@ -200,12 +200,12 @@ def _batch_rows(batch):
     alone instead of costing the batch."""
     try:
         return batch.to_pylist()
-    except Exception:  # pylint: disable=broad-except  (any conversion error)
+    except Exception:  # noqa: BLE001 (any conversion error)
         rows = []
         for index in range(batch.num_rows):
             try:
                 rows.extend(batch.slice(index, 1).to_pylist())
-            except Exception as error:  # pylint: disable=broad-except
+            except Exception as error:  # noqa: BLE001 (this one row)
                 rows.append(Unparsable("unreadable_record",
                                        f"{type(error).__name__}: {error}", {"row": index}))
         return rows
@@ -230,7 +230,7 @@ def parquet_records(handle, stats: ReadStats, columns: Dict[str, str]):
         stats.physical += rows
         try:
             table = parquet.read_row_group(group)
-        except Exception as error:  # pylint: disable=broad-except  (damaged data)
+        except Exception as error:  # noqa: BLE001 (damaged data)
             yield stats.unreadable(f"row group {group}: {type(error).__name__}: {error}", rows)
             continue
         table, time_column, scale = _parquet_table(table, columns)
@@ -380,7 +380,7 @@ def avro_records(handle, stats: ReadStats, columns: Dict[str, str] = None):
         while True:
             try:
                 block = next(blocks, None)
-            except Exception as error:  # pylint: disable=broad-except  (damaged framing)
+            except Exception as error:  # noqa: BLE001 (damaged framing)
                 failure = f"{type(error).__name__}: {error}"
                 break
             if block is None:
@@ -388,7 +388,7 @@ def avro_records(handle, stats: ReadStats, columns: Dict[str, str] = None):
             stats.physical += block.num_records
             try:
                 records = list(block)
-            except Exception as error:  # pylint: disable=broad-except  (damaged data)
+            except Exception as error:  # noqa: BLE001 (damaged data)
                 yield stats.unreadable(
                     f"block at byte {position}: {type(error).__name__}: {error}",
                     block.num_records)
