@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SAMPLE_DIR ?= sample_data
 STUDENTS ?= 2000
 
-.PHONY: venv test sample bench clean
+.PHONY: venv lint test sample bench clean
 
 $(VENV)/.installed: setup.py requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(VENV)/.installed: setup.py requirements-lock.txt
 
 venv: $(VENV)/.installed
 
-test: venv
+# Lint with ruff (rules in ruff.toml); `make test`, and so CI, runs it first.
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv lint
 	$(PY) -m pytest -q tests
 
 # Generate sample ProblemLogs and train on them with the DirectRunner.

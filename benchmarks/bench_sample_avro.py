@@ -50,7 +50,7 @@ def main(argv=None):
     print(f"{len(logs)} rows from {args.students} students "
           f"(simulated in {time.perf_counter() - started:.2f} s)")
     rows = slice(0, len(logs))
-    writers = {"generate_sample": generate_sample._write_avro,  # pylint: disable=protected-access
+    writers = {"generate_sample": generate_sample._write_avro,
                "fastavro.writer": write_with_fastavro}
     best = {name: float("inf") for name in writers}
     with tempfile.TemporaryDirectory() as directory:

@@ -3,7 +3,8 @@
 
     python benchmarks/bench_train.py                  # 1,000,000 logs in 4 Avro files
     python benchmarks/bench_train.py --logs 50000     # quick check
-    python benchmarks/bench_train.py --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
+    python benchmarks/bench_train.py \\
+        --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
     python benchmarks/bench_train.py --memory_sizes 250000,1000000
 
 Generates the logs with `python -m pipelines.generate_sample`, runs each variant
@@ -48,8 +49,7 @@ PIPELINE_SETTINGS = [f"--seed={SEED}", f"--num_random_features={DIM}",
                      f"--max_samples_per_exercise={MAX_SAMPLES}", f"--min_samples={MIN_SAMPLES}",
                      f"--holdout_fraction={HOLDOUT}", f"--l2={L2}",
                      f"--max_iterations={MAX_ITERATIONS}",
-                     f"--max_attempts_per_student={MAX_ATTEMPTS}",
-                     f"--replay_batch_size={REPLAY_BATCH}"]
+                     f"--max_attempts_per_student={MAX_ATTEMPTS}"]
 TOLERANCE = 1e-6
 TARGET_RATIO = 0.5
 

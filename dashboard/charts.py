@@ -109,8 +109,8 @@ def _tooltip(chart: alt.Chart, tips: Sequence[Tip]) -> Tuple[alt.Chart, List[alt
     lines = []
     for field, title, fmt in tips:
         if fmt:
-            chart = chart.transform_calculate(**{
-                f"{field}_text": f"isValid(datum.{field}) ? format(datum.{field}, '{fmt}') : 'n/a'"})
+            expression = f"isValid(datum.{field}) ? format(datum.{field}, '{fmt}') : 'n/a'"
+            chart = chart.transform_calculate(**{f"{field}_text": expression})
             field = f"{field}_text"
         lines.append(alt.Tooltip(f"{field}:N", title=title))
     return chart, lines

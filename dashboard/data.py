@@ -116,8 +116,9 @@ def exercise_rows(exercises: Dict[str, List[Day]], names: Iterable[str], trailin
 
 
 def version_rows(overall: Sequence[Day]) -> List[dict]:
-    return [{"t": day_start(date) - DAY_MS // 2, "date": date.isoformat(), "label": f"model {label}",
-             "row": i % 2, "caption": f"model version {label} from {date.isoformat()}"}
+    return [{"t": day_start(date) - DAY_MS // 2, "date": date.isoformat(),
+             "label": f"model {label}", "row": i % 2,
+             "caption": f"model version {label} from {date.isoformat()}"}
             for i, (date, label) in enumerate(version_changes(overall))]
 
 

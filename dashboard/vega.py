@@ -21,7 +21,7 @@ def vega_lite_version() -> str:
 @functools.lru_cache(maxsize=1)
 def script() -> Markup:
     """The bundle, safe to place inside <script> (checked, not escaped)."""
-    import vl_convert  # pylint: disable=import-outside-toplevel  (a large native module)
+    import vl_convert  # a large native module: loaded only to render
 
     bundle = vl_convert.javascript_bundle(vl_version=vega_lite_version())
     lowered = bundle.lower()
@@ -32,6 +32,6 @@ def script() -> Markup:
 
 @functools.lru_cache(maxsize=1)
 def versions() -> str:
-    import vl_convert  # pylint: disable=import-outside-toplevel
+    import vl_convert
     return (f"Vega {vl_convert.get_vega_version()}, Vega-Lite {alt.SCHEMA_VERSION.lstrip('v')}, "
             f"vega-embed {vl_convert.get_vega_embed_version()}")

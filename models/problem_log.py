@@ -226,10 +226,10 @@ class ProblemLogParser:
     under one column mapping; the mapping is resolved once, not per record.
 
     `not_after` (epoch microseconds; default: now plus the allowance):
-    attempts later than this are future_timestamp. `nulled` counts, per optional field, the bad values that
-    were replaced by null: the model does not use those fields, so a bad one
-    must not cost the attempt (which would change the student's later
-    features)."""
+    attempts later than this are future_timestamp. `nulled` counts, per
+    optional field, the bad values that were replaced by null: the model does
+    not use those fields, so a bad one must not cost the attempt (which would
+    change the student's later features)."""
 
     def __init__(self, column_mapping: Mapping = None, not_after: Optional[int] = None):
         mapping = dict(column_mapping or {})

@@ -61,7 +61,8 @@ class KnowledgeModel:
             return None
         return _sigmoid(theta @ self.state(history).features(exercise))
 
-    def predict_each(self, history: Iterable[ProblemLog]) -> List[Tuple[ProblemLog, Optional[float]]]:
+    def predict_each(self, history: Iterable[ProblemLog]
+                     ) -> List[Tuple[ProblemLog, Optional[float]]]:
         """For every attempt in the sessionized history, the prediction made
         just before it: what serving would have said at that moment."""
         state = KnowledgeState(self.components)
@@ -94,7 +95,7 @@ def load_local(output_dir: str, read_text=_read_text) -> KnowledgeModel:
 
 def load_version(registry, version: Optional[str] = None) -> KnowledgeModel:
     """A version from a models.param_store.Registry: the active one by default."""
-    from models.param_store import ModelNotFound  # pylint: disable=import-outside-toplevel
+    from models.param_store import ModelNotFound
     version = version or registry.active_version()
     if not version:
         raise ModelNotFound("no model version is active")
@@ -104,5 +105,5 @@ def load_version(registry, version: Optional[str] = None) -> KnowledgeModel:
 
 
 def load_active(project: str, namespace: Optional[str] = None) -> KnowledgeModel:
-    from models.param_store import Registry  # pylint: disable=import-outside-toplevel
+    from models.param_store import Registry
     return load_version(Registry(project, namespace))

@@ -35,7 +35,7 @@ def _flag_actions() -> Dict[str, argparse.Action]:
     PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
     # argparse has no public accessor for a parser's actions; `_actions` is
     # the attribute argparse itself reads (format_help, parse_args).
-    actions = parsers[0]._actions  # pylint: disable=protected-access
+    actions = parsers[0]._actions
     return {option: action for action in actions if action.dest != "help"
             for option in action.option_strings if action.nargs == 0}
 

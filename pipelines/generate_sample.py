@@ -27,6 +27,7 @@ import numpy as np
 from models import simulation
 from models.problem_log import FIELDS, PROBLEM_LOG_AVRO_SCHEMA
 from pipelines import cli
+from pipelines.option_types import non_negative_int, positive_int
 
 FORMATS = ("avro", "json", "csv", "parquet")
 TRUE_PROBABILITIES = "true_probabilities.csv"
@@ -258,20 +259,6 @@ def write_sample(columns: Dict[str, np.ndarray], output: str,
     return paths + [truth]
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="python -m pipelines.generate_sample",
@@ -284,12 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
              f"{TRUE_PROBABILITIES} into (created if missing; shard files "
              "of an earlier run there are replaced)")
     parser.add_argument(
-        "--students", type=_positive, default=1000,
+        "--students", type=positive_int, default=1000,
         help="number of students; each makes about "
              f"{simulation.MEAN_ATTEMPTS_PER_STUDENT:g} attempts on average, "
              "so logs ~= students * that (default: %(default)s)")
     parser.add_argument(
-        "--seed", type=_non_negative, default=0,
+        "--seed", type=non_negative_int, default=0,
         help="random seed; the same arguments always give the same files "
              "(default: %(default)s)")
     parser.add_argument(
@@ -297,14 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="avro (BigQuery's export schema), json (JSON lines), csv (with "
              "header) or parquet (default: %(default)s)")
     parser.add_argument(
-        "--shards", type=_positive, default=1,
+        "--shards", type=positive_int, default=1,
         help="number of output files; rows in time order are split into "
              "this many contiguous ranges (default: %(default)s)")
     parser.add_argument(
-        "--exercises", type=_positive, default=60,
+        "--exercises", type=positive_int, default=60,
         help="number of exercises in the curriculum (default: %(default)s)")
     parser.add_argument(
-        "--days", type=_positive, default=90,
+        "--days", type=positive_int, default=90,
         help="days of activity, starting "
              f"{simulation.START_TIME.date().isoformat()} UTC "
              "(default: %(default)s)")

@@ -90,7 +90,7 @@ def _file_columns(path: str, file_format: str):
     try:
         with FileSystems.open(path) as handle:
             return SCHEMA_READERS[file_format](handle)
-    except Exception:  # pylint: disable=broad-except  (damaged or not this format)
+    except Exception:  # noqa: BLE001 (damaged or not this format)
         return None
 
 
@@ -125,7 +125,7 @@ def _check_file_columns(pattern: str, paths, file_format: str, mapping) -> None:
 def _table_source(table: TableRef, mapping, window, buckets) -> ProblemLogSource:
     try:
         schema = table_schema(table)
-    except Exception as error:  # pylint: disable=broad-except  (any API failure)
+    except Exception as error:  # noqa: BLE001 (any API failure)
         raise ValueError(f"cannot read the schema of BigQuery table {table.spec()}: "
                          f"{type(error).__name__}: {error}") from None
     problem = mapping_problem(f"BigQuery table {table.spec()}", list(schema), mapping)
@@ -158,9 +158,6 @@ def check_input_options(options):
     (column mapping, BigQuery table or None). Raises ValueError naming the
     option at fault."""
     mapping = parse_column_mapping(options.column_mapping)
-    if options.student_buckets < 0:
-        raise ValueError(f"--student_buckets must be >= 0 (0: sized from the input), got "
-                         f"{options.student_buckets}")
     table = _bigquery_table(options)
     if table is not None or options.input_query:
         source_columns(mapping)

@@ -22,9 +22,10 @@ https://dataflow.googleapis.com/v1b3/projects/P/locations/R/flexTemplates:launch
 with Application Default Credentials (the caller needs roles/dataflow.developer
 and roles/iam.serviceAccountUser on the worker service account).
 
-    python -m pipelines.launch ... --scheduler_job \\
-        --scheduler_service_account knowledge-model-scheduler@my-project.iam.gserviceaccount.com \\
-        [--schedule '0 3 * * *'] [--time_zone Etc/UTC] [--out scheduler/knowledge_model_nightly.json]
+    SCHEDULER_SA=knowledge-model-scheduler@my-project.iam.gserviceaccount.com
+    python -m pipelines.launch ... --scheduler_job --scheduler_service_account "$SCHEDULER_SA" \\
+        [--schedule '0 3 * * *'] [--time_zone Etc/UTC] \\
+        [--out scheduler/knowledge_model_nightly.json]
 
 prints instead a Cloud Scheduler job (REST resource `projects.locations.jobs`)
 whose httpTarget POSTs that same body (base64, as the API wants bytes) to the
@@ -33,13 +34,14 @@ with `POST https://cloudscheduler.googleapis.com/v1/projects/P/locations/R/jobs`
 and the file as body, or with gcloud, the body written to a file first
 (`python -m pipelines.launch <same flags, without --scheduler_job> > body.json`):
 
+    API=https://dataflow.googleapis.com/v1b3/projects/my-project/locations/us-central1
     gcloud scheduler jobs create http knowledge-model-nightly \\
         --project=my-project --location=us-central1 \\
         --schedule='0 3 * * *' --time-zone=Etc/UTC \\
-        --uri=https://dataflow.googleapis.com/v1b3/projects/my-project/locations/us-central1/flexTemplates:launch \\
+        --uri="$API/flexTemplates:launch" \\
         --http-method=POST --headers=Content-Type=application/json \\
         --message-body-from-file=body.json \\
-        --oauth-service-account-email=knowledge-model-scheduler@my-project.iam.gserviceaccount.com \\
+        --oauth-service-account-email="$SCHEDULER_SA" \\
         --oauth-token-scope=https://www.googleapis.com/auth/cloud-platform \\
         --attempt-deadline=180s --max-retry-attempts=3 --max-retry-duration=4h \\
         --min-backoff=10m --max-backoff=1h --max-doublings=2

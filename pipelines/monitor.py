@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from models import regressions, serving
 from models.param_store import ModelNotFound, Registry
 from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
+from pipelines.option_types import non_negative_int
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
                                ProblemLogOptions, UsageError, checked_options, command_line,
                                output_path,
@@ -62,10 +63,10 @@ class MonitorOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions, Pipel
                            help="Also write the daily metrics to this day-partitioned "
                                 "BigQuery table, 'project:dataset.table' (created if "
                                 "needed; each day's partition is replaced).")
-        group.add_argument("--trailing_days", type=int, default=7,
+        group.add_argument("--trailing_days", type=non_negative_int, default=7,
                            help="The dashboard compares each exercise's latest day with "
                                 "its average over this many days before it.")
-        group.add_argument("--regression_min_samples", type=int, default=30,
+        group.add_argument("--regression_min_samples", type=non_negative_int, default=30,
                            help="Days with fewer samples are not compared for regressions.")
 
 
@@ -96,9 +97,6 @@ def validate(options) -> dict:
     for name in ("output", "params"):
         if not getattr(options, name):
             raise ValueError(f"--{name} is required")
-    for name in ("trailing_days", "regression_min_samples"):
-        if getattr(options, name) < 0:
-            raise ValueError(f"--{name} must be >= 0")
     if options.metrics_table:
         parse_table(options.metrics_table, "--metrics_table")
     read, start = read_window(options)

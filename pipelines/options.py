@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import datetime
 import logging
+import re
 import sys
 from typing import Optional, Tuple
 
@@ -17,6 +18,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from models.exercise_model import FitSettings
 from pipelines.cli import leftover_problems
+from pipelines.option_types import fraction_in_0_1, non_negative_int, positive_int
 from transforms.read import FORMATS
 
 
@@ -51,23 +53,23 @@ class ProblemLogOptions(PipelineOptions):
         group.add_argument("--column_mapping", default="",
                            help="Source column names for ProblemLog fields when they differ, "
                                 "e.g. 'user=student_id,exercise=skill,time_done=timestamp'.")
-        group.add_argument("--student_buckets", type=int, default=0,
+        group.add_argument("--student_buckets", type=non_negative_int, default=0,
                            help="Students are grouped into this many buckets (by a hash of "
                                 "the user), and each bucket is sorted and replayed in one "
                                 "vectorized pass: the unit of parallelism and of worker "
                                 "memory. 0: about 250,000 logs per bucket, estimated from "
                                 "the input files' size (4,096 for BigQuery).")
-        group.add_argument("--max_attempts_per_student", type=int, default=100000,
+        group.add_argument("--max_attempts_per_student", type=positive_int, default=100000,
                            help="A student with more attempts is dead-lettered whole "
                                 "(reason too_many_attempts), not truncated.")
         group.add_argument("--problem_number_range", default="",
                            help="LO,HI: emit training rows only for LO <= problem_number < HI "
                                 "(the source system used 1,6). Default: every attempt. State "
                                 "is always updated by every attempt.")
-        group.add_argument("--seed", type=int, default=FitSettings.seed,
+        group.add_argument("--seed", type=non_negative_int, default=FitSettings.seed,
                            help="Model seed: random components, row sampling and the "
                                 "holdout split are pure functions of it.")
-        group.add_argument("--holdout_fraction", type=float,
+        group.add_argument("--holdout_fraction", type=fraction_in_0_1,
                            default=FitSettings.holdout_fraction,
                            help="Fraction of students whose rows are held out for "
                                 "evaluation (a student's rows are all on one side).")
@@ -101,7 +103,7 @@ class ProblemLogOptions(PipelineOptions):
         group.add_argument("--end_date", default="",
                            help="Last day read, inclusive, YYYY-MM-DD (default: no upper "
                                 "bound).")
-        group.add_argument("--window_days", type=int, default=0,
+        group.add_argument("--window_days", type=non_negative_int, default=0,
                            help="Read the K whole days before --run_date; instead of "
                                 "--start_date/--end_date, so a nightly job with fixed "
                                 "parameters reads the right days.")
@@ -150,7 +152,7 @@ class HistoryOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("history")
-        group.add_argument("--history_days", type=int, default=28,
+        group.add_argument("--history_days", type=non_negative_int, default=28,
                            help="With a start date: also read this many days before it, so "
                                 "students' states include their recent history. Those "
                                 "attempts update the state but are not trained on or "
@@ -160,8 +162,6 @@ class HistoryOptions(PipelineOptions):
 def read_window(options) -> Tuple[Tuple, Optional[datetime.date]]:
     """((first day read, day after the last), first day used) for a pipeline
     with HistoryOptions: the date window widened by --history_days."""
-    if options.history_days < 0:
-        raise ValueError(f"--history_days must be >= 0, got {options.history_days}")
     start, end = date_window(options)
     read_start = start - datetime.timedelta(days=options.history_days) if start else None
     return (read_start, end), start
@@ -181,8 +181,6 @@ def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime
         if options.start_date or options.end_date:
             raise ValueError("--window_days counts back from --run_date; do not combine it "
                              "with --start_date/--end_date")
-        if options.window_days < 0:
-            raise ValueError(f"--window_days must be positive, got {options.window_days}")
         run_date = (_date(options.run_date, "--run_date") if options.run_date else
                     today or datetime.datetime.now(datetime.timezone.utc).date())
         return run_date - datetime.timedelta(days=options.window_days), run_date
@@ -207,15 +205,28 @@ def _quiet(logger_name: str):
         logger.setLevel(level)
 
 
+def _refuse(message: str):
+    """argparse's error() for Beam's parser: a UsageError naming the option
+    ("--min_samples: must be at least 1, got 0") instead of the whole usage of
+    every Beam option and SystemExit."""
+    raise UsageError(re.sub(r"^argument (-[^:]+): ", r"\1: ", message))
+
+
 def unknown_arguments(argv) -> list:
     """The arguments in `argv` that no option accepts, as error lines with the
     closest valid option. Beam keeps only what its parser knows and drops the
     rest with a warning, so a typo (--num_random_feature) would run the job on
     defaults. Known: every option of every PipelineOptions class loaded (ours,
-    Beam's and the runners'), from the parser Beam itself builds."""
+    Beam's and the runners'), from the parser Beam itself builds. A value its
+    option's type refuses (pipelines.option_types) raises UsageError."""
     captured = []
+
+    def capture(parser):
+        parser.error = _refuse
+        captured.append(parser)
+
     with _quiet("apache_beam.options.pipeline_options"):
-        PipelineOptions(list(argv)).get_all_options(add_extra_args_fn=captured.append)
+        PipelineOptions(list(argv)).get_all_options(add_extra_args_fn=capture)
     (parser,) = captured
     _, leftovers = parser.parse_known_args(list(argv))
     known_options = ["--" + name for name in vars(parser.parse_known_args([])[0])]
@@ -224,7 +235,8 @@ def unknown_arguments(argv) -> list:
 
 def checked_options(argv) -> PipelineOptions:
     """PipelineOptions of an entry point's argv; UsageError for any argument
-    no option accepts, before any work."""
+    no option accepts and any value its option's type refuses, before any
+    work (so later view_as() calls parse it without error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     problems = unknown_arguments(argv)
     if problems:
@@ -257,7 +269,7 @@ def print_options_help(prog: str, description: str, *options_classes) -> None:
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
     for options_class in options_classes:
-        options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+        options_class._add_argparse_args(parser)
     parser.print_help()
 
 

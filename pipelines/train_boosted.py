@@ -34,6 +34,7 @@ from models.boosting import LOSSES
 from models.exercise_model import FitSettings
 from models.sparse_features import TEMPLATES, parse_templates
 from pipelines.input_source import problem_log_source
+from pipelines.option_types import non_negative_int, positive_float, positive_int
 from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, checked_options,
                                command_line, output_path, parse_problem_number_range,
                                submits_only)
@@ -71,7 +72,7 @@ class BoostedOptions(ProblemLogOptions, PipelineOptions):
                                 "is needed only to build it.")
         group.add_argument("--rebuild_store", action="store_true",
                            help="Rebuild the store from --input even if it exists.")
-        group.add_argument("--min_feature_count", type=int, default=2,
+        group.add_argument("--min_feature_count", type=non_negative_int, default=2,
                            help="Feature values seen fewer times are dropped when the "
                                 "store is built.")
         group.add_argument("--templates", default=",".join(TEMPLATES),
@@ -81,12 +82,12 @@ class BoostedOptions(ProblemLogOptions, PipelineOptions):
                                 "same passes (a model set). The bias is unpenalised.")
         group.add_argument("--loss", default="logistic", choices=LOSSES,
                            help="logistic, or exponential (AdaBoost).")
-        group.add_argument("--iterations", type=int, default=30,
+        group.add_argument("--iterations", type=positive_int, default=30,
                            help="Boosting iterations, unrolled in the graph.")
-        group.add_argument("--feature_shards", type=int, default=1,
+        group.add_argument("--feature_shards", type=positive_int, default=1,
                            help="Sum each iteration's per-feature statistics in this many "
                                 "feature-range shards, in parallel (for large vocabularies).")
-        group.add_argument("--initial_step", type=float, default=1.0,
+        group.add_argument("--initial_step", type=positive_float, default=1.0,
                            help="Step multiplier on the bound's update; halved for a model "
                                 "whenever its objective would rise.")
 
@@ -223,11 +224,6 @@ def run(argv=None) -> dict:
     except ValueError as error:
         raise UsageError(f"--templates: {error}") from None
     l1_values = parse_l1(options.l1)
-    for name in ("iterations", "feature_shards"):
-        if getattr(options, name) < 1:
-            raise UsageError(f"--{name} must be at least 1")
-    if not 0 <= options.holdout_fraction < 1:
-        raise UsageError(f"--holdout_fraction must be in [0, 1), got {options.holdout_fraction}")
     if not options.output:
         raise UsageError("--output is required")
     store = options.store or output_path(options.output, "store")

@@ -30,6 +30,7 @@ from models.exercise_model import FitSettings
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from models.param_store import Registry
 from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
+from pipelines.option_types import IntBetween, non_negative_float, positive_int
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
                                UsageError, checked_options, command_line, output_path,
                                parse_problem_number_range, read_window, submits_only)
@@ -55,22 +56,23 @@ class KnowledgeModelOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions
     @classmethod
     def _add_argparse_args(cls, parser):
         group = parser.add_argument_group("knowledge model")
-        group.add_argument("--num_random_features", type=int,
+        group.add_argument("--num_random_features", type=positive_int,
                            default=DEFAULT_NUM_RANDOM_FEATURES,
                            help="Dimension D of the random-component vector r.")
-        group.add_argument("--max_samples_per_exercise", type=int,
+        group.add_argument("--max_samples_per_exercise", type=positive_int,
                            default=FitSettings.max_samples,
                            help="Rows per exercise are capped by a uniform random sample "
                                 "of this size.")
-        group.add_argument("--min_samples", type=int, default=FitSettings.min_samples,
+        group.add_argument("--min_samples", type=positive_int, default=FitSettings.min_samples,
                            help="Exercises with fewer training rows are skipped "
                                 "(reason too_few_samples).")
-        group.add_argument("--l2", type=float, default=FitSettings.l2,
+        group.add_argument("--l2", type=non_negative_float, default=FitSettings.l2,
                            help="L2 penalty on theta (bias excluded): the precision of a "
                                 "Gaussian prior, added to the negative log likelihood as "
                                 "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
                                 "(scikit-learn's C = 1/l2).")
-        group.add_argument("--max_iterations", type=int, default=FitSettings.max_iterations,
+        group.add_argument("--max_iterations", type=positive_int,
+                           default=FitSettings.max_iterations,
                            help="L-BFGS iteration limit per exercise.")
         group.add_argument("--training_rows_output", default="",
                            help="If set, also write every emitted training row (user, "
@@ -87,17 +89,18 @@ class KnowledgeModelOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions
                                 "likelihood is at least the active version's on the same "
                                 "rows (otherwise it is written but not activated, and the "
                                 "summary says why).")
-        group.add_argument("--datastore_batch_size", type=int, default=500,
+        group.add_argument("--datastore_batch_size", type=IntBetween(1, 500), default=500,
                            help="Entities per Datastore commit (Datastore allows 500; "
                                 "commits are also kept under 9 MB).")
-        group.add_argument("--datastore_write_attempts", type=int, default=8,
+        group.add_argument("--datastore_write_attempts", type=positive_int, default=8,
                            help="Attempts per commit on transient errors, with exponential "
                                 "backoff from 1 s (up to 60 s) between them.")
 
 
 def validate(options) -> dict:
     """Check options before building anything; returns derived settings.
-    Raises ValueError naming the option."""
+    Raises ValueError naming the option. (Single values were checked by
+    their types, pipelines.option_types, when the command line was parsed.)"""
     if not options.output:
         raise ValueError("--output is required")
     read, start = read_window(options)
@@ -106,15 +109,6 @@ def validate(options) -> dict:
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
     check_input_options(options)
-    positive = ("max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
-                "min_samples", "max_iterations", "datastore_write_attempts")
-    for name in positive:
-        if getattr(options, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(options, name)}")
-    if not 0 <= options.holdout_fraction < 1:
-        raise ValueError(f"--holdout_fraction must be in [0, 1), got {options.holdout_fraction}")
-    if not options.l2 >= 0:
-        raise ValueError(f"--l2 must be >= 0, got {options.l2}")
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
     if not MODEL_VERSION_PATTERN.fullmatch(settings["model_version"]):
@@ -124,9 +118,6 @@ def validate(options) -> dict:
     settings["run_id"] = uuid.uuid4().hex
     if options.params_sink == "datastore" and not options.datastore_project:
         raise ValueError("--datastore_project is required with --params_sink datastore")
-    if not 1 <= options.datastore_batch_size <= 500:
-        raise ValueError(f"--datastore_batch_size must be in 1..500, got "
-                         f"{options.datastore_batch_size}")
     # Last: it reads file headers or the BigQuery schema.
     settings["source"] = problem_log_source(options, window=read)
     return settings
@@ -221,7 +212,7 @@ def datastore_failure_message(options, settings, error) -> str:
     try:
         active = repr(Registry(options.datastore_project,
                                options.datastore_namespace).active_version(deadline=10))
-    except Exception:  # pylint: disable=broad-except  (Datastore may be what failed)
+    except Exception:  # noqa: BLE001 (Datastore may be what failed)
         active = "unchanged (Datastore could not be read to confirm)"
     return (f"the run failed, so model version {settings['model_version']!r} was not "
             f"activated; the active version is {active}. Cause: {cause}")

@@ -14,10 +14,12 @@ parameters are exactly the flags of its option classes and their shared bases
   argparse help, plus the default when the help does not state it;
 * isOptional: false only for argparse-required flags and REQUIRED below (flags
   with an empty default that the pipeline's validation insists on);
-* regexes: from the flag's type (int, float), choices and boolean actions, or
-  from REGEXES below for values with a format (gs:// paths, bq:// tables,
-  dates, lists). A string flag without an entry there is an error, so a new
-  option cannot ship without validation.
+* regexes: from the flag's type (TYPE_REGEXES below: the value types of
+  pipelines.option_types, e.g. positive_int, and plain int and float),
+  choices and boolean actions, or from REGEXES below for values with a format
+  (gs:// paths, bq:// tables, dates, lists). A flag without either is an
+  error, so a new option cannot ship without validation. A range rule is thus
+  stated once, in the option's type, and the regex follows it.
 
 Boolean flags (store_true, e.g. --overwrite) are parameters taking "true" or
 "false": the Flex Template launcher passes every parameter as --name=value,
@@ -44,12 +46,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/generate.py
     sys.path.insert(0, str(ROOT))
 
-# pylint: disable=wrong-import-position
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from models.problem_log import FIELDS  # noqa: E402
 from models.sparse_features import TEMPLATES as FEATURE_TEMPLATES  # noqa: E402
 from pipelines.flex_template import FALSE, TRUE, is_boolean  # noqa: E402
+from pipelines.option_types import (IntBetween, fraction_in_0_1, non_negative_float,  # noqa: E402
+                                    non_negative_int, positive_float, positive_int)
 from transforms import read_bigquery  # noqa: E402
 
 TEMPLATE_DIR = ROOT / "templates"
@@ -59,10 +62,10 @@ REGENERATE = "python -m templates.generate"
 # Validation building blocks. Plain syntax only (groups, classes, ^$, \s, \S):
 # the same in Python, Java and RE2.
 _BUCKET = r"[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]"
-_TABLE = read_bigquery._TABLE_SPEC.pattern  # pylint: disable=protected-access
-_PROJECT = read_bigquery._PROJECT  # pylint: disable=protected-access
-_DATASET = read_bigquery._DATASET  # pylint: disable=protected-access
-_TABLE_NAME = read_bigquery._TABLE  # pylint: disable=protected-access
+_TABLE = read_bigquery._TABLE_SPEC.pattern
+_PROJECT = read_bigquery._PROJECT
+_DATASET = read_bigquery._DATASET
+_TABLE_NAME = read_bigquery._TABLE
 _NUMBER = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
 _POSITIVE_NUMBER = r"([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)([eE][-+]?[0-9]+)?"
 _ONE_OF = lambda names: "(" + "|".join(re.escape(name) for name in names) + ")"  # noqa: E731
@@ -73,7 +76,8 @@ POSITIVE_INT = r"^[1-9][0-9]*$"
 FLOAT = rf"^[-+]?{_NUMBER}$"
 NON_NEGATIVE_FLOAT = rf"^{_NUMBER}$"
 POSITIVE_FLOAT = rf"^{_POSITIVE_NUMBER}$"
-FRACTION = r"^(0?\.[0-9]+|0)$"  # [0, 1)
+# [0, 1): 0, .25, 0.25, 0., or one digit times a negative power of ten (1e-3).
+FRACTION = r"^(0|0?\.[0-9]+|0\.|[0-9](\.[0-9]*)?[eE]-0*[1-9][0-9]*)$"
 BOOLEAN = r"^(true|false)$"
 DATE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 GCS_FILES = rf"^gs://{_BUCKET}/\S+$"
@@ -99,21 +103,22 @@ REGEXES: Dict[str, str] = {
     "model_version": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
     "datastore_project": PROJECT,
     "datastore_namespace": r"^[A-Za-z0-9._-]{1,100}$",
-    "datastore_batch_size": r"^([1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$",
     "templates": rf"^{_ONE_OF(FEATURE_TEMPLATES)}(,{_ONE_OF(FEATURE_TEMPLATES)})*$",
     "l1": rf"^{_NUMBER}(,{_NUMBER})*$",
-    "holdout_fraction": FRACTION,
-    "l2": NON_NEGATIVE_FLOAT,
-    "initial_step": POSITIVE_FLOAT,
     "params": rf"^(datastore|gs://{_BUCKET}(/\S*)?)$",
     "metrics_table": rf"^{_TABLE}$",
 }
-# Integers the pipelines require to be >= 1 (or >= 0).
-POSITIVE_INTS = {"max_attempts_per_student", "num_random_features", "max_samples_per_exercise",
-                 "min_samples", "max_iterations", "replay_batch_size",
-                 "datastore_write_attempts", "iterations", "feature_shards"}
-NON_NEGATIVE_INTS = {"window_days", "min_feature_count", "history_days", "trailing_days",
-                     "regression_min_samples"}
+# Values by the option's type (argparse `type=`); IntBetween(low, high)
+# types get int_range_regex(low, high).
+TYPE_REGEXES = {
+    int: INT,
+    float: FLOAT,
+    positive_int: POSITIVE_INT,
+    non_negative_int: NON_NEGATIVE_INT,
+    fraction_in_0_1: FRACTION,
+    non_negative_float: NON_NEGATIVE_FLOAT,
+    positive_float: POSITIVE_FLOAT,
+}
 # Empty by default, but the pipelines refuse to run without them.
 REQUIRED = {"output", "params"}
 
@@ -142,7 +147,7 @@ class MetadataError(ValueError):
 def pipeline_modules() -> Dict[str, object]:
     """Every entry point under pipelines/ that runs on Beam: a module with a
     main() that defines its own PipelineOptions subclass. name -> module."""
-    import pipelines  # pylint: disable=import-outside-toplevel
+    import pipelines
     found = {}
     for info in sorted(pkgutil.iter_modules(pipelines.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"pipelines.{info.name}")
@@ -179,7 +184,7 @@ def options_parser(classes) -> argparse.ArgumentParser:
     registered class's (PipelineOptions.get_all_options registers all)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for cls in classes:
-        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+        cls._add_argparse_args(parser)
     return parser
 
 
@@ -222,14 +227,44 @@ def regexes(name: str, action: argparse.Action) -> List[str]:
         return [REGEXES[name]]
     if action.choices:
         return [f"^{_ONE_OF(str(choice) for choice in action.choices)}$"]
-    if action.type is int:
-        if name in POSITIVE_INTS:
-            return [POSITIVE_INT]
-        return [NON_NEGATIVE_INT if name in NON_NEGATIVE_INTS else INT]
-    if action.type is float:
-        return [FLOAT]
-    raise MetadataError(f"--{name} has no validation regex: add one to REGEXES in "
-                        f"templates/generate.py, then run {REGENERATE}")
+    if isinstance(action.type, IntBetween):
+        return [int_range_regex(action.type.low, action.type.high)]
+    if action.type in TYPE_REGEXES:
+        return [TYPE_REGEXES[action.type]]
+    raise MetadataError(f"--{name} has no validation regex: give it a type from "
+                        f"pipelines/option_types.py (and TYPE_REGEXES), or add one to REGEXES "
+                        f"in templates/generate.py; then run {REGENERATE}")
+
+
+def _digit_runs(low: int, high: int):
+    """[low, high] as consecutive runs, each the numbers of one length that
+    share a prefix, then one digit from a range, then any digits: 1..500 ->
+    1-9, 10-99, 100-499, 500-500. Zero is its own run."""
+    runs, start = ([(0, 0, 0)], 1) if low == 0 else ([], low)
+    while start <= high:
+        # The widest block of 10^k numbers that starts at `start` and fits...
+        k = 0
+        while start % 10 ** (k + 1) == 0 and start + 10 ** (k + 1) - 1 <= high:
+            k += 1
+        # ...and as many such blocks as the digit above them allows.
+        step, digit, blocks = 10 ** k, (start // 10 ** k) % 10, 1
+        while digit + blocks <= 9 and start + (blocks + 1) * step - 1 <= high:
+            blocks += 1
+        runs.append((start, start + blocks * step - 1, k))
+        start += blocks * step
+    return runs
+
+
+def int_range_regex(low: int, high: int) -> str:
+    """An anchored regex for the decimal integers low..high (0 <= low <=
+    high, no leading zeros)."""
+    parts = []
+    for first, last, k in _digit_runs(low, high):
+        head, a, b = str(first)[:-k - 1], str(first)[-k - 1], str(last)[-k - 1]
+        digit = a if a == b else f"[{a}-{b}]"
+        tail = "" if k == 0 else "[0-9]" if k == 1 else f"[0-9]{{{k}}}"
+        parts.append(head + digit + tail)
+    return f"^({'|'.join(parts)})$"
 
 
 def parameter(action: argparse.Action) -> dict:
@@ -247,7 +282,7 @@ def option_actions(module) -> List[argparse.Action]:
     """The pipeline's own flags, in definition order (shared classes first)."""
     parser = options_parser(options_classes(module))
     # argparse has no public accessor for a parser's actions.
-    return [action for action in parser._actions  # pylint: disable=protected-access
+    return [action for action in parser._actions
             if action.option_strings and action.dest != "help"]
 
 

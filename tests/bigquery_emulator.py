@@ -217,7 +217,7 @@ class BigQueryEmulator:
                 return getattr(real_storage, name)
 
             @staticmethod
-            def BigQueryReadClient(**_: object) -> object:  # noqa: N802 - mirrors the module
+            def BigQueryReadClient(**_: object) -> object:  # named as in the module
                 return real_storage.BigQueryReadClient(
                     transport=BigQueryReadGrpcTransport(channel=channel))
 

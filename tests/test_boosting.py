@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from models.boosting import (Statistics, advance, design_matrix, initial_state, penalties, statistics,
-                             train_in_memory)
+from models.boosting import (Statistics, advance, design_matrix, initial_state, penalties,
+                             statistics, train_in_memory)
 from models.integerize import id_map, vocabulary
 
 

@@ -93,16 +93,16 @@ def time_limit(request):
 # Google, offline
 
 def _reset_beam_credentials():
-    from apache_beam.internal.gcp import auth  # pylint: disable=import-outside-toplevel
-    auth._Credentials._credentials_init = False  # pylint: disable=protected-access
-    auth._Credentials._credentials = None  # pylint: disable=protected-access
+    from apache_beam.internal.gcp import auth
+    auth._Credentials._credentials_init = False
+    auth._Credentials._credentials = None
 
 
 @pytest.fixture(scope="module", autouse=True)
 def offline_google():
     """Anonymous credentials everywhere; Beam's credential cache is reset
     before and after so no other test inherits them."""
-    from google.auth.credentials import AnonymousCredentials  # pylint: disable=import-outside-toplevel
+    from google.auth.credentials import AnonymousCredentials
     _reset_beam_credentials()
     with mock.patch("google.auth.default", return_value=(AnonymousCredentials(), PROJECT)):
         yield
@@ -197,7 +197,7 @@ class FakeDataflowApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self):  # pylint: disable=invalid-name
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 job = json.loads(body or b"{}")
                 api.requests.append(("POST", self.path, job))
@@ -205,7 +205,7 @@ class FakeDataflowApi:
                               "clientRequestId": job.get("clientRequestId"),
                               "currentState": "JOB_STATE_QUEUED"})
 
-            def do_GET(self):  # pylint: disable=invalid-name
+            def do_GET(self):
                 api.requests.append(("GET", self.path, None))
                 self._answer({"id": FAKE_JOB_ID, "projectId": PROJECT,
                               "currentState": "JOB_STATE_DONE"})
@@ -420,7 +420,7 @@ def flex_launch(gcs, logs):
             contextlib.redirect_stdout(io.StringIO()):
         try:
             train_knowledge_model.main(flex_template_argv(argv))
-        except (Exception, SystemExit) as error:  # pylint: disable=broad-except
+        except (Exception, SystemExit) as error:  # noqa: BLE001 (the outcome is asserted)
             outcome.error = error
         finally:
             logging.getLogger().setLevel(level)

@@ -214,7 +214,7 @@ class _FlakyRegistry:
 
 def _commit(registry, attempts):
     """One commit of three entities through the sink's DoFn, backoff ~1 ms."""
-    commit = datastore_sink._CommitBatches(  # pylint: disable=protected-access
+    commit = datastore_sink._CommitBatches(
         "p", "", datastore_sink.RetrySettings(attempts=attempts, initial_backoff_seconds=0.001,
                                               max_backoff_seconds=0.002))
     commit.registry = registry

@@ -226,8 +226,8 @@ def test_sessionize_sorts_by_time_and_derives_problem_numbers():
             log(T0 + 5, "b", False), log(T0 + 40, "a")]
     out, duplicates = sessionize(logs)
     assert duplicates == 0
-    assert [l.time_done - T0 for l in out] == [5, 10, 20, 30, 40]
-    assert [(l.exercise, l.problem_number) for l in out] == [
+    assert [attempt.time_done - T0 for attempt in out] == [5, 10, 20, 30, 40]
+    assert [(attempt.exercise, attempt.problem_number) for attempt in out] == [
         ("b", 1), ("a", 1), ("a", 2), ("b", 2), ("a", 3)]
 
 
@@ -236,7 +236,7 @@ def test_sessionize_keeps_given_problem_numbers():
             log(T0 + 2, "a"), log(T0 + 4, "b", problem_number=1)]
     out, _ = sessionize(logs)
     # Given numbers are kept; a missing one is this attempt's index on the exercise.
-    assert [(l.exercise, l.problem_number) for l in out] == [
+    assert [(attempt.exercise, attempt.problem_number) for attempt in out] == [
         ("a", 5), ("a", 2), ("a", 7), ("b", 1)]
 
 
@@ -247,8 +247,8 @@ def test_sessionize_removes_and_counts_exact_duplicates():
     out, duplicates = sessionize([c, a, b, a, c, a])
     assert duplicates == 3
     assert len(out) == 3
-    assert [l._replace(problem_number=None) for l in out] == [b, a, c]  # 4 < 5
-    assert [l.problem_number for l in out] == [1, 2, 1]
+    assert [attempt._replace(problem_number=None) for attempt in out] == [b, a, c]  # 4 < 5
+    assert [attempt.problem_number for attempt in out] == [1, 2, 1]
 
 
 def test_sessionize_drops_every_conflicting_duplicate():
@@ -264,7 +264,7 @@ def test_sessionize_drops_every_conflicting_duplicate():
         [later, right, wrong, right, numbered, other])
     assert duplicates == 1
     assert sorted(conflicts) == sorted([right, wrong])
-    assert [(l.exercise, l.time_done, l.problem_number) for l in out] == [
+    assert [(attempt.exercise, attempt.time_done, attempt.problem_number) for attempt in out] == [
         ("a", T0, 1), ("b", T0, 1), ("a", T0 + 1, 2)]
     assert sessionize([later, right, wrong, right, numbered, other]) == (out, 1)
 
@@ -272,7 +272,7 @@ def test_sessionize_drops_every_conflicting_duplicate():
 def test_sessionize_tie_break_is_independent_of_input_order():
     rng = random.Random(3)
     logs = []
-    for i in range(60):  # 60 attempts on only 6 distinct times: many ties
+    for _ in range(60):  # 60 attempts on only 6 distinct times: many ties
         logs.append(log(T0 + rng.randrange(6), rng.choice("abc"), rng.random() < 0.5,
                         rng.choice([None, 1, 2]), rng.choice(["", "p", "q"]),
                         time_taken=rng.choice([None, 3, 8]),
@@ -282,7 +282,7 @@ def test_sessionize_tie_break_is_independent_of_input_order():
     kept, duplicates, conflicts = expected
     assert duplicates >= 10 and conflicts
     assert len(kept) + len(conflicts) == len(set(logs))
-    assert [l.time_done for l in kept] == sorted(l.time_done for l in kept)
+    assert [attempt.time_done for attempt in kept] == sorted(attempt.time_done for attempt in kept)
     for _ in range(20):
         shuffled = list(logs)
         rng.shuffle(shuffled)
@@ -335,11 +335,11 @@ def test_replay_students_matches_reference(problem_number_range):
     logs, x = _reference_rows(students, cache, problem_number_range)
     assert len(rows) == len(logs) > 100
     np.testing.assert_allclose(rows.features(cache), x, rtol=0, atol=1e-12)
-    assert list(rows.user) == [l.user for l in logs]
-    assert list(rows.exercise) == [l.exercise for l in logs]
-    np.testing.assert_array_equal(rows.time_done, [l.time_done for l in logs])
-    np.testing.assert_array_equal(rows.problem_number, [l.problem_number for l in logs])
-    np.testing.assert_array_equal(rows.correct, [l.correct for l in logs])
+    assert list(rows.user) == [attempt.user for attempt in logs]
+    assert list(rows.exercise) == [attempt.exercise for attempt in logs]
+    np.testing.assert_array_equal(rows.time_done, [attempt.time_done for attempt in logs])
+    np.testing.assert_array_equal(rows.problem_number, [attempt.problem_number for attempt in logs])
+    np.testing.assert_array_equal(rows.correct, [attempt.correct for attempt in logs])
     assert rows.time_done.dtype == np.int64 and rows.correct.dtype == bool
     low, high = problem_number_range
     assert rows.problem_number.min() >= low

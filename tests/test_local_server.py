@@ -12,7 +12,8 @@ from tests.local_server import LocalServer, ServerExited, free_port
 # A parent that starts a child in its group and waits: killing only the
 # parent would leave the child running.
 PARENT_AND_CHILD = ("import subprocess, sys, time; "
-                    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                    "child = subprocess.Popen("
+                    "[sys.executable, '-c', 'import time; time.sleep(60)']); "
                     "print('child', child.pid, flush=True); time.sleep(60)")
 
 
@@ -33,7 +34,8 @@ def test_free_port_is_bindable():
 
 
 def test_exit_before_ready_quotes_the_output():
-    server = LocalServer("quitter", [sys.executable, "-c", "print('port taken'); raise SystemExit(3)"])
+    server = LocalServer("quitter",
+                         [sys.executable, "-c", "print('port taken'); raise SystemExit(3)"])
     with pytest.raises(ServerExited, match="quitter exited with status 3(.|\n)*port taken"):
         server.wait_until_ready(lambda: False, timeout=30)
     assert not server.running

@@ -256,7 +256,7 @@ def test_auc_by_hand():
 
 def test_auc_matches_sklearn_with_ties():
     rng = np.random.default_rng(6)
-    for trial in range(20):
+    for _ in range(20):
         n = int(rng.integers(2, 400))
         scores = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # many ties
         labels = rng.random(n) < rng.uniform(0.1, 0.9)

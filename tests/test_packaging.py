@@ -18,13 +18,13 @@ downloaded again (apache-beam[gcp] is a ~1 GB, minute-long install): a `.pth`
 file puts this project's .venv site-packages after the clean venv's own. The
 project's modules are not in that directory (asserted; its editable install
 there is a .pth file, which Python does not run outside site directories), and
-the import test checks that every module file comes from the installed wheel. What the shortcut skips, dependency
-resolution, is covered by `pip check` in the clean venv: every requirement of
-the installed package (setup.py's install_requires, with the apache-beam[gcp]
-extra) must be satisfied by the versions present. A full install from the
-package index, `pip install --constraint requirements-lock.txt <sdist>`
-(the Dockerfile's command), runs when KM_TEST_FULL_INSTALL=1 (minutes,
-network).
+the import test checks that every module file comes from the installed wheel.
+What the shortcut skips, dependency resolution, is covered by `pip check` in
+the clean venv: every requirement of the installed package (setup.py's
+install_requires, with the apache-beam[gcp] extra) must be satisfied by the
+versions present. A full install from the package index, `pip install
+--constraint requirements-lock.txt <sdist>` (the Dockerfile's command), runs
+when KM_TEST_FULL_INSTALL=1 (minutes, network).
 
 Then, from a directory outside the repository and with `python -I` (no
 PYTHONPATH, no user site, no current directory on sys.path), the pipelines'
@@ -101,7 +101,7 @@ def sdist(tmp_path_factory):
     source = clone_with_working_tree(work / "clone")
     dist = work / "dist"
     try:
-        import build  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+        import build  # noqa: F401
         command = [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", dist]
     except ImportError:
         command = [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", dist]

@@ -9,6 +9,7 @@ import re
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import option_types
 from pipelines.flex_template import flex_template_argv, is_boolean
 from templates import generate
 
@@ -16,6 +17,19 @@ PIPELINES = generate.pipeline_modules()
 UNIVERSAL_BAD = ("", " ", "bad value; rm -rf /")
 DATE_NAMES = {"start_date", "end_date", "run_date"}
 GCS_DIRECTORY_NAMES = {"output", "store", "training_rows_output"}
+# Values a numeric type must refuse, besides wrong-kind ones, by type.
+OUT_OF_RANGE = {
+    option_types.positive_int: ["0", "-1"],
+    option_types.non_negative_int: ["-1"],
+    option_types.fraction_in_0_1: ["1", "1.5", "-0.5"],
+    option_types.non_negative_float: ["-1", "-0.5"],
+    option_types.positive_float: ["0", "0.0", "-1"],
+}
+# Text in canonical form (what a person types), for checking that a type and
+# its template regex accept exactly the same values.
+NUMBERS = ["0", "1", "2", "7", "10", "30", "99", "100", "499", "500", "501", "1000", "100000",
+           "-1", "-7", "0.0", "0.5", "0.25", ".5", "1.0", "1.5", "2.5", "30.0", "1e-3", "1e3",
+           "-0.5", "ten", "1,5", "nan", "inf", "1_000", "", " "]
 
 
 def load(name):
@@ -39,25 +53,30 @@ def bad_values(name, action):
         values += ["yes", "1", "True1"]
     elif action.choices:
         values += ["not-a-choice"]
-    elif action.type is int:
+    elif action.type in (int, option_types.positive_int, option_types.non_negative_int) or (
+            isinstance(action.type, option_types.IntBetween)):
         values += ["1.5", "ten", "1e3"]
-        values += ["0"] if name in generate.POSITIVE_INTS else []
-        values += ["-1"] if name in generate.NON_NEGATIVE_INTS | generate.POSITIVE_INTS else []
-    elif action.type is float:
-        values += ["ten", "1,5", "--1"]
+    elif action.type in (float, option_types.fraction_in_0_1, option_types.non_negative_float,
+                         option_types.positive_float):
+        values += ["ten", "1,5", "--1", "nan", "inf"]
+    values += OUT_OF_RANGE.get(action.type, [])
+    if isinstance(action.type, option_types.IntBetween):
+        values += [str(action.type.low - 1), str(action.type.high + 1)]
     if name in DATE_NAMES:
         values += ["2026-13-01", "20260101", "yesterday"]
     if name in GCS_DIRECTORY_NAMES:
         values += ["/local/dir", "s3://bucket/dir", "gs://"]
     if name == "input":
         values += ["logs/*.avro", "bq://project-only", "gs://bucket"]
-    if name == "holdout_fraction":
-        values += ["1", "1.5"]
-    if name == "initial_step":
-        values += ["0", "0.0"]
-    if name == "datastore_batch_size":
-        values += ["0", "501"]
     return values
+
+
+def _accepts(option_type, text):
+    try:
+        option_type(text)
+    except argparse.ArgumentTypeError:
+        return False
+    return True
 
 
 def test_checked_in_metadata_is_what_the_generator_produces():
@@ -117,8 +136,8 @@ def _beam_option_names():
     for cls in PipelineOptions.__subclasses__():
         if cls.__module__.startswith("apache_beam."):
             parser = argparse.ArgumentParser(add_help=False)
-            cls._add_argparse_args(parser)  # pylint: disable=protected-access
-            names |= {action.dest for action in parser._actions}  # pylint: disable=protected-access
+            cls._add_argparse_args(parser)
+            names |= {action.dest for action in parser._actions}
     return names
 
 
@@ -166,6 +185,33 @@ def test_regexes_accept_defaults_and_reject_bad_values(name):
             assert matches(parameter, default), (parameter["name"], default)
         for bad in bad_values(parameter["name"], action):
             assert not matches(parameter, bad), (parameter["name"], bad)
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_numeric_regexes_accept_what_the_option_type_accepts(name):
+    """Each range rule is stated once, as the option's type; the template's
+    regex is derived from it and agrees with it on numbers as people type them."""
+    defined = actions(PIPELINES[name])
+    checked = 0
+    for parameter in load(name)["parameters"]:
+        option_type = defined[parameter["name"]].type
+        if option_type not in generate.TYPE_REGEXES and not isinstance(
+                option_type, option_types.IntBetween):
+            continue
+        checked += 1
+        for text in NUMBERS:
+            assert matches(parameter, text) == _accepts(option_type, text), (
+                parameter["name"], text)
+    assert checked >= 5
+
+
+def test_the_range_regex_is_exactly_the_range():
+    for low, high in [(1, 500), (0, 0), (0, 9), (1, 10), (7, 123), (99, 101), (250, 7000)]:
+        regex = generate.int_range_regex(low, high)
+        assert [value for value in range(10000) if re.search(regex, str(value))] == list(
+            range(low, min(high, 9999) + 1)), regex
+        assert not re.search(regex, f"0{low}") and not re.search(regex, f"-{low}")
+    assert generate.int_range_regex(1, 500) == r"^([1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$"
 
 
 @pytest.mark.parametrize("name,good", [

@@ -163,12 +163,12 @@ def row_dicts(rows: ArrowRows, index: np.ndarray) -> List:
     table = rows.table.take(pa.array(index, type=pa.int64()))
     try:
         records = table.to_pylist()
-    except Exception:  # pylint: disable=broad-except  (any conversion error)
+    except Exception:  # noqa: BLE001 (any conversion error)
         records = []
         for i in range(table.num_rows):
             try:
                 records.extend(table.slice(i, 1).to_pylist())
-            except Exception as error:  # pylint: disable=broad-except
+            except Exception as error:  # noqa: BLE001 (this one row)
                 records.append(Unparsable("unreadable_record",
                                           f"{type(error).__name__}: {error}",
                                           {"row": int(index[i])}))

@@ -31,7 +31,7 @@ class DatastoreWriteError(RuntimeError):
 
 
 def _is_transient(error: Exception) -> bool:
-    from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
+    from google.api_core import exceptions
     transient = (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded,
                  exceptions.InternalServerError, exceptions.TooManyRequests,
                  exceptions.Aborted, exceptions.RetryError, ConnectionError, TimeoutError)
@@ -55,7 +55,7 @@ class RetrySettings:
         Retry has no attempt limit (googleapis/python-api-core#535): it calls
         on_error(error) after each transient failure, which must raise once
         `attempts` calls have failed."""
-        from google.api_core.retry import Retry  # pylint: disable=import-outside-toplevel
+        from google.api_core.retry import Retry
         return Retry(predicate=_is_transient, initial=self.initial_backoff_seconds,
                      maximum=self.max_backoff_seconds, multiplier=self.multiplier,
                      timeout=None, on_error=on_error)
@@ -93,7 +93,7 @@ class _CommitBatches(beam.DoFn):
             self.retry.policy(on_error)(self.registry.put_entities)(entities)
         except DatastoreWriteError:
             raise
-        except Exception as error:  # pylint: disable=broad-except
+        except Exception as error:
             raise self._failed(entities, error, len(failures) + 1) from error
 
     def _failed(self, entities, error, attempts):

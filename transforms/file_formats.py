@@ -211,7 +211,7 @@ def parquet_records(handle, stats: ReadStats, columns: Dict[str, str]):
         stats.physical += rows
         try:
             table = parquet.read_row_group(group)
-        except Exception as error:  # pylint: disable=broad-except  (damaged data)
+        except Exception as error:  # noqa: BLE001 (damaged data)
             yield stats.unreadable(f"row group {group}: {type(error).__name__}: {error}", rows)
             continue
         yield from _slices(typed_rows(table, columns))
@@ -372,7 +372,7 @@ def _polars_avro(data: bytes, columns: Dict[str, str]) -> Optional[ArrowRows]:
         declared = _framed_records(data, header_end, data[header_end - _AVRO_SYNC_SIZE:
                                                           header_end])
         table = polars.read_avro(io.BytesIO(data)).to_arrow()
-    except Exception:  # pylint: disable=broad-except  (damaged, or a type polars lacks)
+    except Exception:  # noqa: BLE001 (damaged, or a type polars lacks)
         return None
     return typed_rows(table, columns) if declared == table.num_rows else None
 
@@ -409,7 +409,7 @@ def _avro_blocks(handle, stats: ReadStats):
         while True:
             try:
                 block = next(blocks, None)
-            except Exception as error:  # pylint: disable=broad-except  (damaged framing)
+            except Exception as error:  # noqa: BLE001 (damaged framing)
                 failure = f"{type(error).__name__}: {error}"
                 break
             if block is None:
@@ -417,7 +417,7 @@ def _avro_blocks(handle, stats: ReadStats):
             stats.physical += block.num_records
             try:
                 records = list(block)
-            except Exception as error:  # pylint: disable=broad-except  (damaged data)
+            except Exception as error:  # noqa: BLE001 (damaged data)
                 yield stats.unreadable(
                     f"block at byte {position}: {type(error).__name__}: {error}",
                     block.num_records)

@@ -67,10 +67,10 @@ def _until_unreadable(records, stats: ReadStats, handle, size: Optional[int]):
         for record in records:
             count += 1
             yield record
-    except Exception as error:  # pylint: disable=broad-except  (any reader error)
+    except Exception as error:  # noqa: BLE001 (any reader error)
         try:
             left = None if size is None else size if not count else size - handle.tell()
-        except Exception:  # pylint: disable=broad-except  (closed or unseekable)
+        except Exception:  # noqa: BLE001 (closed or unseekable)
             left = None
         yield stats.unreadable(f"{type(error).__name__}: {error} (after {count} records)",
                                skipped=left)

@@ -1,0 +1,124 @@
+"""FitPerExercise (transforms/fit.py) on hand-built TrainingRows blocks: a
+fitted exercise's theta equals scikit-learn's on the same rows, the sample
+cap and the skip reasons are as stated."""
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from sklearn.linear_model import LogisticRegression
+
+from models.exercise_model import FitSettings, held_out
+from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows, random_component, user_hash
+from transforms.fit import SKIPPED, FitPerExercise
+
+SEED, DIM, L2 = 3, 3, 1.0
+T = 1_767_225_600 * 10**6
+KEYS = (("ex", "", True), ("ex", "", False))
+
+
+def make_rows(exercise, n, rng, all_correct=False):
+    """n rows of `exercise` with random base features and 0-2 random-component
+    updates each; returns (TrainingRows, x as the fit must see it, labels)."""
+    users = np.array([f"u{i % 40}" for i in range(n)], dtype=object)
+    base = np.hstack([np.ones((n, 1)), rng.normal(size=(n, NUM_BASE_FEATURES - 1))])
+    updates = [list(rng.integers(0, 2, size=rng.integers(0, 3))) for _ in range(n)]
+    indptr = np.r_[0, np.cumsum([len(u) for u in updates])].astype(np.int64)
+    ids = np.array([i for u in updates for i in u], dtype=np.int32)
+    vectors = [random_component(key, SEED, DIM) for key in KEYS]
+    r = np.array([sum((vectors[i] for i in u), np.zeros(DIM)) for u in updates])
+    x = np.hstack([base, r])
+    true_theta = rng.normal(size=x.shape[1])
+    labels = (np.ones(n, dtype=bool) if all_correct
+              else rng.random(n) < 1 / (1 + np.exp(-x @ true_theta)))
+    rows = TrainingRows(
+        users, np.array([user_hash(u) for u in users], dtype=np.uint64),
+        np.array([exercise] * n, dtype=object), T + np.arange(n, dtype=np.int64) * 10**6,
+        np.ones(n, dtype=np.int64), labels, base, indptr, ids, KEYS)
+    return rows, x, labels
+
+
+def blocks(exercise, rows, parts):
+    """The rows as several blocks, as replay batches emit them."""
+    bounds = np.linspace(0, len(rows), parts + 1).astype(int)
+    return [(exercise, rows.take(slice(low, high))) for low, high in zip(bounds, bounds[1:])]
+
+
+def sklearn_theta(x, y):
+    """The same penalised likelihood (C = 1/l2, bias unpenalised) by scikit-learn."""
+    model = LogisticRegression(C=1.0 / L2, tol=1e-12, max_iter=100000)
+    model.fit(x[:, 1:], y)
+    return np.r_[model.intercept_, model.coef_[0]]
+
+
+def mean_log_likelihood(theta, x, y):
+    p = 1 / (1 + np.exp(-x @ theta))
+    return float(np.mean(np.where(y, np.log(p), np.log(1 - p))))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(11)
+    return {"fit": make_rows("fit", 240, rng), "capped": make_rows("capped", 320, rng),
+            "few": make_rows("few", 20, rng), "one_class": make_rows("one_class", 50, rng, True)}
+
+
+def test_fits_equal_scikit_learn_and_skips_say_why(data):
+    settings = FitSettings(max_samples=300, min_samples=30, holdout_fraction=0.0, l2=L2,
+                           seed=SEED, num_random_features=DIM, model_version="v1")
+    _, x, y = data["fit"]
+    expected_theta = sklearn_theta(x, y)
+
+    def fitted_as_expected(records):
+        by_exercise = {record["exercise"]: record for record in records}
+        assert sorted(by_exercise) == ["capped", "fit"]
+        fit = by_exercise["fit"]
+        assert {key: fit[key] for key in ("num_train", "num_holdout", "num_rows_available",
+                                          "holdout_log_likelihood", "model_version")} == {
+            "num_train": 240, "num_holdout": 0, "num_rows_available": 240,
+            "holdout_log_likelihood": None, "model_version": "v1"}
+        np.testing.assert_allclose(fit["theta"], expected_theta, rtol=1e-4, atol=1e-5)
+        assert fit["train_log_likelihood"] == pytest.approx(
+            mean_log_likelihood(expected_theta, x, y), abs=1e-7)
+        # Over the cap: a 300-row sample of the 320 rows is fitted.
+        capped = by_exercise["capped"]
+        assert (capped["num_train"], capped["num_rows_available"]) == (300, 320)
+
+    with TestPipeline() as pipeline:
+        inputs = [block for name in ("fit", "capped", "few", "one_class")
+                  for block in blocks(name, data[name][0], 3)]
+        fits = pipeline | beam.Create(inputs) | FitPerExercise(settings)
+        assert_that(fits.fitted, fitted_as_expected, label="fitted")
+        assert_that(fits[SKIPPED] | beam.Map(lambda r: (r["exercise"], r["reason"], r["detail"],
+                                                        r["num_train"], r["model_version"])),
+                    equal_to([
+                        ("few", "too_few_samples", "20 training rows < min_samples 30", 20, "v1"),
+                        ("one_class", "single_class",
+                         "all 50 training rows are correct; no slope to fit", 50, "v1")]),
+                    label="skipped")
+
+
+def test_a_holdout_leaves_out_whole_students(data):
+    """With a holdout fraction the fit sees only the other students' rows:
+    scikit-learn on exactly those rows gives the same theta, and the holdout
+    log likelihood is measured on the held-out students' rows. Which students
+    are held out is the model's rule (models.exercise_model.held_out, a pure
+    function of the user and the seed)."""
+    settings = FitSettings(max_samples=1000, min_samples=30, holdout_fraction=0.3, l2=L2,
+                           seed=SEED, num_random_features=DIM)
+    rows, x, y = data["fit"]
+    holdout = held_out(np.asarray(rows.user_hash), SEED, 0.3)
+    assert 0 < holdout.sum() < len(rows)
+    theta = sklearn_theta(x[~holdout], y[~holdout])
+
+    def fitted_on_the_other_students(records):
+        (record,) = records
+        assert (record["num_train"], record["num_holdout"]) == ((~holdout).sum(), holdout.sum())
+        np.testing.assert_allclose(record["theta"], theta, rtol=1e-4, atol=1e-5)
+        assert record["holdout_log_likelihood"] == pytest.approx(
+            mean_log_likelihood(theta, x[holdout], y[holdout]), abs=1e-7)
+
+    with TestPipeline() as pipeline:
+        fits = pipeline | beam.Create(blocks("fit", rows, 2)) | FitPerExercise(settings)
+        assert_that(fits.fitted, fitted_on_the_other_students)
