@@ -19,3 +19,17 @@ def histories(directory):
                 log = parse(raw)
                 by_user[log.user].append(log)
     return by_user
+
+
+def as_buckets(students, per_bucket=2):
+    """(user, sessionized logs) students as SessionizeByStudent emits them:
+    (bucket, (LogBatch, student_starts)), `per_bucket` students a bucket."""
+    import numpy as np
+    from models.log_batch import LogBatch
+    elements = []
+    for bucket, first in enumerate(range(0, len(students), per_bucket)):
+        group = [logs for _, logs in students[first:first + per_bucket]]
+        starts = np.cumsum([0] + [len(logs) for logs in group])
+        elements.append((bucket, (LogBatch.from_logs([log for logs in group for log in logs]),
+                                  starts)))
+    return elements

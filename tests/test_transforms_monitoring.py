@@ -16,6 +16,7 @@ from apache_beam.testing.util import assert_that
 from models.knowledge_state import NUM_BASE_FEATURES, ComponentCache, reference_replay
 from models.monitoring import ALL_EXERCISES
 from models.problem_log import ProblemLog
+from tests.sample_logs import as_buckets
 from transforms.monitoring import DailyMetrics
 from transforms.run_summary import counter_values
 
@@ -86,7 +87,7 @@ def test_bias_only_model_by_hand():
             assert sum(b["samples"] for b in record["calibration"]) == samples, key
 
     pipeline = TestPipeline()
-    metrics = (pipeline | beam.Create(STUDENTS)
+    metrics = (pipeline | beam.Create(as_buckets(STUDENTS))
                | DailyMetrics(bias_only_model(), window=(START, END), batch_size=2))
     assert_that(metrics, as_computed)
     result = pipeline.run()
@@ -127,6 +128,6 @@ def test_full_model_equals_the_reference_replay():
             assert record["observed_correct"] == correct / samples, key
 
     with TestPipeline() as pipeline:
-        metrics = (pipeline | beam.Create(STUDENTS)
+        metrics = (pipeline | beam.Create(as_buckets(STUDENTS))
                    | DailyMetrics(model, window=(START, END), batch_size=3, hot_key_fanout=2))
         assert_that(metrics, as_replayed)

@@ -1,6 +1,6 @@
 """ReadProblemLogs (transforms/read.py) on tiny hand-written JSON-lines and CSV
-files: the valid per-user chunks and the dead letters with their reasons,
-every expectation written out by hand."""
+files: the valid logs, in (student bucket, LogBatch) chunks, and the dead
+letters with their reasons, every expectation written out by hand."""
 
 import datetime
 import json
@@ -9,7 +9,8 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.read import DEAD_LETTER, VALID, ReadProblemLogs
+from models.knowledge_state import user_hash
+from transforms.read import DEFAULT_BUCKETS, DEAD_LETTER, VALID, ReadProblemLogs
 from transforms.run_summary import counter_values
 
 UTC = datetime.timezone.utc
@@ -22,6 +23,15 @@ FUTURE = int(datetime.datetime(2027, 1, 1, tzinfo=UTC).timestamp())
 def write_lines(path, lines):
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return str(path)
+
+
+def logs_of(chunk, num_buckets=DEFAULT_BUCKETS):
+    """A (bucket, LogBatch) chunk -> its logs as plain tuples, after checking
+    that every one is in its student's bucket."""
+    bucket, batch = chunk
+    logs = [tuple(log) for log in batch.logs()]
+    assert all(user_hash(log[0]) % num_buckets == bucket for log in logs), chunk
+    return logs
 
 
 def dead_letter_summary(path):
@@ -74,8 +84,7 @@ def test_json_lines_valid_chunks_and_dead_letters(tmp_path):
     path = write_lines(tmp_path / "logs.jsonl", JSON_LINES)
     pipeline = TestPipeline()
     logs = pipeline | ReadProblemLogs(path, not_after=NOT_AFTER)
-    # One file, few logs: one chunk per user, in file order.
-    assert_that(logs[VALID], equal_to([("ann", [ANN_1, ANN_2]), ("bob", [BOB_1])]),
+    assert_that(logs[VALID] | beam.FlatMap(logs_of), equal_to([ANN_1, ANN_2, BOB_1]),
                 label="valid")
     assert_that(logs[DEAD_LETTER] | beam.Map(dead_letter_summary(path)),
                 equal_to(JSON_DEAD_LETTERS), label="dead_letters")
@@ -97,7 +106,7 @@ def test_the_time_window_drops_records_without_dead_letters(tmp_path):
     with TestPipeline() as pipeline:
         logs = pipeline | ReadProblemLogs(path, file_format="json", window=window,
                                           not_after=NOT_AFTER)
-        assert_that(logs[VALID], equal_to([("ann", [ANN_2])]), label="valid")
+        assert_that(logs[VALID] | beam.FlatMap(logs_of), equal_to([ANN_2]), label="valid")
         assert_that(logs[DEAD_LETTER], equal_to([]), label="dead_letters")
 
 
@@ -136,7 +145,9 @@ def test_csv_with_a_column_mapping(tmp_path):
     path = write_lines(tmp_path / "logs.csv", CSV_LINES)
     with TestPipeline() as pipeline:
         logs = pipeline | ReadProblemLogs(path, column_mapping=MAPPING, not_after=NOT_AFTER)
-        assert_that(logs[VALID], equal_to(list(CSV_VALID.items())), label="valid")
+        assert_that(logs[VALID] | beam.FlatMap(logs_of),
+                    equal_to([log for logs in CSV_VALID.values() for log in logs]),
+                    label="valid")
         assert_that(logs[DEAD_LETTER] | beam.Map(dead_letter_summary(path)),
                     equal_to(CSV_DEAD_LETTERS), label="dead_letters")
 
@@ -147,13 +158,13 @@ def test_small_buffers_split_a_user_into_chunks_in_file_order(tmp_path):
     def chunked_in_order(chunks):
         assert len(chunks) == 3, chunks                # max_buffered=1: a chunk per log
         by_user = {}
-        for user, logs in chunks:
-            assert len(logs) == 1 and logs[0][0] == user
-            by_user.setdefault(user, []).extend(logs)
+        for chunk in chunks:
+            (log,) = logs_of(chunk, 2)
+            by_user.setdefault(log[0], []).append(log)
         assert {user: sorted(logs, key=lambda log: log[4]) for user, logs in by_user.items()
                 } == CSV_VALID
 
     with TestPipeline() as pipeline:
         logs = pipeline | ReadProblemLogs(path, column_mapping=MAPPING, max_buffered=1,
-                                          not_after=NOT_AFTER)
+                                          not_after=NOT_AFTER, num_buckets=2)
         assert_that(logs[VALID], chunked_in_order)

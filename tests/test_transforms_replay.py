@@ -12,6 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from models.knowledge_state import ComponentCache, reference_replay
 from models.problem_log import ProblemLog
+from tests.sample_logs import as_buckets
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 
 SEED, DIM = 7, 4
@@ -31,6 +32,9 @@ STUDENTS = [
              log("bob", "mul", 25, True, 1, "m"), log("bob", "sub", 35, True, 3)]),
     ("cy", [log("cy", "add", 1, True, 1)]),
 ]
+
+
+
 # (exercise, problem_type, correct) of every problem_number 1 attempt: the
 # random components the students' vectors r are made of.
 COMPONENTS = [("add", "", True), ("sub", "s1", True), ("add", "", False),
@@ -68,9 +72,8 @@ def equal_to_reference(expected):
 def test_rows_equal_the_reference_replay():
     assert len(reference_rows()) == 11
     with TestPipeline() as pipeline:
-        students = pipeline | beam.Create(STUDENTS)
-        # batch_size 4: students are replayed in several numpy batches.
-        replayed = students | ReplayKnowledgeState(SEED, DIM, batch_size=4)
+        students = pipeline | beam.Create(as_buckets(STUDENTS))
+        replayed = students | ReplayKnowledgeState(SEED, DIM)
         assert_that(replayed[ROWS], equal_to_reference(reference_rows()), label="rows")
         assert_that(replayed[COMPONENT_KEYS] | beam.Distinct(), equal_to(COMPONENTS),
                     label="component_keys")
@@ -83,7 +86,7 @@ def test_problem_number_range_and_emit_from_only_choose_rows():
     late = reference_rows(emit_from=T + 25 * S)
     assert len(first_only) == 6 and len(late) == 5
     with TestPipeline() as pipeline:
-        students = pipeline | beam.Create(STUDENTS)
+        students = pipeline | beam.Create(as_buckets(STUDENTS))
         first = students | "FirstProblems" >> ReplayKnowledgeState(SEED, DIM, (1, 2))
         assert_that(first[ROWS], equal_to_reference(first_only), label="range")
         recent = students | "Recent" >> ReplayKnowledgeState(SEED, DIM, emit_from=T + 25 * S)

@@ -9,6 +9,8 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from models.log_batch import LogBatch
+from models.problem_log import ProblemLog
 from transforms.read import DEAD_LETTER
 from transforms.run_summary import counter_values
 from transforms.sessionize import SessionizeByStudent
@@ -22,18 +24,32 @@ def log(user, exercise, seconds, correct, problem_number=None):
     return (user, exercise, "", problem_number, T + seconds * S, correct, None, None, None)
 
 
+def chunk(bucket, logs):
+    """A reader's (bucket, LogBatch) chunk."""
+    return bucket, LogBatch.from_logs([ProblemLog(*fields) for fields in logs])
+
+
+def students_of(element):
+    """A sessionized bucket -> (user, [log tuples]) per student, in order."""
+    _, (batch, starts) = element
+    logs = [tuple(log) for log in batch.logs()]
+    return [(logs[start][0], logs[start:stop])
+            for start, stop in zip(starts[:-1].tolist(), starts[1:].tolist())]
+
+
 CHUNKS = [
     # ann: two chunks (as from two files), out of order, one exact duplicate.
-    ("ann", [log("ann", "add", 20, True), log("ann", "sub", 10, False)]),
-    ("ann", [log("ann", "add", 5, False), log("ann", "add", 20, True),
-             log("ann", "sub", 30, True)]),
+    # (Buckets as a reader would key them: ann and bob share one.)
+    chunk(0, [log("ann", "add", 20, True), log("ann", "sub", 10, False)]),
+    chunk(0, [log("ann", "add", 5, False), log("ann", "add", 20, True),
+              log("ann", "sub", 30, True)]),
     # bob: two answers to the same problem at the same time disagree.
-    ("bob", [log("bob", "add", 0, True, 1), log("bob", "add", 1, True, 2),
-             log("bob", "add", 0, False, 1)]),
+    chunk(0, [log("bob", "add", 0, True, 1), log("bob", "add", 1, True, 2),
+              log("bob", "add", 0, False, 1)]),
     # cy: 5 attempts, over the cap of 4.
-    ("cy", [log("cy", "add", second, True) for second in (3, 1, 5, 2, 4)]),
+    chunk(1, [log("cy", "add", second, True) for second in (3, 1, 5, 2, 4)]),
     # dee: exactly the cap (so is ann, once her duplicate is dropped).
-    ("dee", [log("dee", "mul", second, second != 2) for second in (2, 4, 1, 3)]),
+    chunk(1, [log("dee", "mul", second, second != 2) for second in (2, 4, 1, 3)]),
 ]
 CAP = 4
 STUDENTS = [
@@ -68,7 +84,8 @@ DEAD_LETTERS = [
 def test_students_in_order_with_duplicates_and_dead_letters():
     pipeline = TestPipeline()
     sessions = pipeline | beam.Create(CHUNKS) | SessionizeByStudent(CAP)
-    assert_that(sessions.students, equal_to(STUDENTS), label="students")
+    assert_that(sessions.students | beam.FlatMap(students_of), equal_to(STUDENTS),
+                label="students")
     assert_that(sessions[DEAD_LETTER]
                 | beam.Map(lambda r: (r.pop("stage"), r["reason"], r["detail"], r["record"])),
                 equal_to([("sessionize",) + dead for dead in DEAD_LETTERS]),
@@ -85,11 +102,11 @@ def test_students_in_order_with_duplicates_and_dead_letters():
 
 def test_the_cap_counts_attempts_after_duplicates_are_dropped():
     # cy's 4 logs hold one exact copy: 3 distinct attempts fit a cap of 3.
-    chunks = [("cy", [log("cy", "add", 1, True), log("cy", "add", 2, False),
-                      log("cy", "add", 1, True), log("cy", "add", 3, True)])]
+    chunks = [chunk(3, [log("cy", "add", 1, True), log("cy", "add", 2, False),
+                        log("cy", "add", 1, True), log("cy", "add", 3, True)])]
     with TestPipeline() as pipeline:
         sessions = pipeline | beam.Create(chunks) | SessionizeByStudent(3)
-        assert_that(sessions.students, equal_to([
+        assert_that(sessions.students | beam.FlatMap(students_of), equal_to([
             ("cy", [log("cy", "add", 1, True, 1), log("cy", "add", 2, False, 2),
                     log("cy", "add", 3, True, 3)])]), label="students")
         assert_that(sessions[DEAD_LETTER], equal_to([]), label="dead_letters")

@@ -1,5 +1,6 @@
 """Group ProblemLogs by student bucket and put every student's attempts in order."""
 
+import collections
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
@@ -43,9 +44,10 @@ class _SortBucket(beam.DoFn):
         if result.too_many:
             self.students_skipped.inc(result.students_over)
             self.too_many.inc(len(result.too_many))
-            detail = (f"student has more than --max_attempts_per_student "
-                      f"{self.max_attempts} attempts")
+            attempts = collections.Counter(log.user for log in result.too_many)
             for log in result.too_many:
+                detail = (f"student has {attempts[log.user]} attempts > "
+                          f"--max_attempts_per_student {self.max_attempts}")
                 yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_record(
                     "sessionize", "too_many_attempts", detail, problem_log_as_dict(log)))
         self.students.inc(len(result.student_starts) - 1)
