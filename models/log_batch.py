@@ -180,42 +180,55 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
     returned whole in `too_many`, never truncated)."""
     user_rank = _ranks(batch.users)[batch.user]
     exercise_rank = _ranks(batch.exercises)[batch.exercise]
-    type_rank = _ranks(batch.problem_types)[batch.problem_type]
-    present = batch.optional_present.astype(np.int64)
-    values = np.where(batch.optional_present, batch.optional, 0)
-    # The tie-break of knowledge_state._sort_key: time, exercise, type, correct,
-    # then (present, value) of problem_number and each optional field.
-    keys = np.column_stack([user_rank, batch.time_done, exercise_rank, type_rank,
-                            batch.correct.astype(np.int64), batch.problem_number,
-                            *(column for i in range(present.shape[1])
-                              for column in (present[:, i], values[:, i]))])
-    order = np.lexsort(keys.T[::-1])
-    keys = keys[order]
-    first = _starts(keys)
-    duplicates = int(len(order) - first.sum())
-    order, keys = order[first], keys[first]
-
-    # Conflicts: same user, time, exercise and problem number, both answers.
-    same = keys[:, [0, 1, 2, 5]]
-    conflicting_rows = np.zeros(len(order), dtype=bool)
-    tied = ~_starts(keys[:, :3])
-    if tied.any():
-        candidates = np.flatnonzero(tied | np.r_[tied[1:], False])
-        sub = candidates[np.lexsort(same[candidates].T[::-1])]
+    order = np.lexsort((batch.time_done, user_rank))
+    # Attempts of a student at the same instant are rare: only those segments
+    # are sorted by every field (knowledge_state._sort_key's tie-break: exercise,
+    # type, correct, then (present, value) of problem_number and each optional
+    # field), deduplicated and checked for conflicts.
+    tie = ((user_rank[order][1:] == user_rank[order][:-1])
+           & (batch.time_done[order][1:] == batch.time_done[order][:-1]))
+    duplicates, conflicting = 0, []
+    if tie.any():
+        in_tie = np.r_[False, tie] | np.r_[tie, False]
+        positions = np.flatnonzero(in_tie)
+        rows = order[positions]
+        segment = np.cumsum(~np.r_[False, tie][positions])
+        present = batch.optional_present[rows].astype(np.int64)
+        values = np.where(batch.optional_present[rows], batch.optional[rows], 0)
+        keys = np.column_stack([segment, exercise_rank[rows],
+                                _ranks(batch.problem_types)[batch.problem_type[rows]],
+                                batch.correct[rows].astype(np.int64),
+                                batch.problem_number[rows],
+                                *(column for i in range(present.shape[1])
+                                  for column in (present[:, i], values[:, i]))])
+        resort = np.lexsort(keys.T[::-1])
+        rows, keys = rows[resort], keys[resort]
+        order[positions] = rows
+        # Exact duplicates: a row equal to the one before it in every field.
+        copy = ~_starts(keys)
+        duplicates = int(copy.sum())
+        # Conflicts: same segment (user, time), exercise and problem number,
+        # both answers.
+        same = keys[:, [0, 1, 4]]
+        sub = np.lexsort(same.T[::-1])
         group = np.cumsum(_starts(same[sub])) - 1
-        correct = keys[sub, 4]
-        has_true = np.bincount(group, weights=correct) > 0
-        has_false = np.bincount(group, weights=1 - correct) > 0
-        conflicting_rows[sub] = (has_true & has_false)[group]
-    conflicting = batch.logs(order[conflicting_rows])
-    order, keys = order[~conflicting_rows], keys[~conflicting_rows]
+        correct = keys[sub, 3]
+        both = ((np.bincount(group, weights=correct) > 0)
+                & (np.bincount(group, weights=1 - correct) > 0))
+        conflict = np.zeros(len(rows), dtype=bool)
+        conflict[sub] = both[group]
+        conflicting = batch.logs(rows[conflict & ~copy])
+        drop = np.zeros(len(order), dtype=bool)
+        drop[positions] = copy | conflict
+        order = order[~drop]
+    user_sorted = user_rank[order]
 
     logs = batch.take(order)
     absent = logs.problem_number == 0
     if absent.any():
         # The attempt's 1-based position among its student's attempts on the
         # exercise, in time order.
-        pair = keys[:, [0, 2]]
+        pair = np.column_stack([user_sorted, exercise_rank[order]])
         by_pair = np.lexsort((np.arange(len(order)), pair[:, 1], pair[:, 0]))
         run_start = np.maximum.accumulate(
             np.where(_starts(pair[by_pair]), np.arange(len(order)), 0))
@@ -223,7 +236,7 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
         position[by_pair] = np.arange(len(order)) - run_start + 1
         logs.problem_number = np.where(absent, position, logs.problem_number)
 
-    student_starts = np.r_[np.flatnonzero(_starts(keys[:, :1])), len(order)]
+    student_starts = np.r_[np.flatnonzero(_starts(user_sorted[:, None])), len(order)]
     too_many: List[ProblemLog] = []
     students_over = 0
     if max_attempts is not None and len(order):
@@ -233,6 +246,6 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
             students_over = int(over.sum())
             drop = np.repeat(over, lengths)
             too_many = logs.logs(np.flatnonzero(drop))
-            logs = logs.take(~drop)
+            logs = logs.take(np.flatnonzero(~drop))
             student_starts = np.r_[0, np.cumsum(lengths[~over])]
     return Sessionized(logs, student_starts, duplicates, conflicting, too_many, students_over)
