@@ -1,26 +1,47 @@
-"""Benchmark: the training pipeline on the DirectRunner against the same work
-(sort, replay, fit) done in one plain Python process without Beam.
+"""Benchmark: the training pipeline on the DirectRunner against a plain vectorized
+single-process implementation of the same work, written here (numpy, pyarrow,
+polars, scipy; nothing from models/ or transforms/).
 
-    python benchmarks/bench_train.py                  # 1,000,000 logs in 4 Avro files
-    python benchmarks/bench_train.py --logs 50000     # quick check
+    python benchmarks/bench_train.py                      # full: 2 M logs (~15 min, quiet 2 cores)
+    python benchmarks/bench_train.py --quick              # smoke run: 100,000 logs, small curve
+    python benchmarks/bench_train.py --logs 100000 --skip_memory_curve
+    python benchmarks/bench_train.py --memory_sizes 500000,1000000,2000000   # curve without 4 M
     python benchmarks/bench_train.py \\
         --beam_args "--direct_running_mode=multi_processing --direct_num_workers=2"
-    python benchmarks/bench_train.py --memory_sizes 250000,1000000
 
-Generates the logs with `python -m pipelines.generate_sample`, runs each variant
-in its own child process (timed end to end by wall clock, start-up and imports
-included) and prints ProblemLogs/s for both, their ratio against the target
-(pipeline >= 0.5x the plain process) and peak memory. Peak RSS is the child's
-getrusage: its own ru_maxrss plus RUSAGE_CHILDREN (the largest single
-descendant, e.g. one Beam worker) and, on Linux, the sampled peak of the sum over
-the whole process tree (what counts when several workers run at once). It also
-checks that both variants fitted the same exercises with the same theta.
-With --memory_sizes the pipeline is also run at each size, to show whether peak
-memory grows with the number of students. A report, not a test: no assertions.
+What one run measures (every variant in its own child process, timed end to end
+by wall clock, interpreter start-up and imports included):
+
+1. `python -m pipelines.train_knowledge_model` against the baseline on the same
+   `--logs` logs (60 exercises, seed `--seed`), once from Parquet and once from
+   Avro (both generated from the same seed, so the same logs): logs/s, the ratio
+   pipeline/baseline, peak memory, and each side's holdout log likelihood as a
+   sanity check (they differ a little: other random vectors, sample and holdout).
+2. The same number of logs over 12 and over 5,000 exercises (Parquet): time and
+   peak memory of both variants and the 5000/12 ratios (target: the pipeline
+   within 1.5x). The simulator's logs count differs a few percent between the
+   two, so the time ratio is also given per log.
+3. The pipeline's peak memory at `--memory_sizes` logs (default 1/4, 1/2, 1 and 2
+   times `--logs`: 0.5, 1, 2, 4 M), as a table.
+
+The baseline (baseline_child) does the pipeline's work the fastest plain way:
+read only the needed columns (pyarrow for Parquet, dictionary-encoded; polars
+for Avro), check the required columns have no nulls, lexsort by (user,
+time_done), derive null problem_numbers, compute every row's base features with
+lagged arrays over the last WINDOW answers, r as a within-student cumulative sum
+of the problem_number == 1 components (kept once per update, float32), a
+bottom-k hash sample per exercise, a 10% student holdout, and one L2 logistic
+regression per exercise (L-BFGS on whitened columns; BLAS limited to one thread,
+as the pipeline's fit does). Its stage times are printed too.
+
+Peak memory: the child's ru_maxrss plus RUSAGE_CHILDREN (largest single
+descendant), and the sampled (0.5 s) peak of the RSS summed over the process
+tree; "peak MiB" is the larger of the two. A report, not a test: no assertions.
 """
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import re
@@ -37,210 +58,494 @@ sys.path.insert(0, REPO)
 
 from benchmarks.child_process import (report, run_child, source_stamps,  # noqa: E402
                                       warn_if_sources_changed)
-from models.exercise_model import FitSettings  # noqa: E402  (needs REPO on sys.path)
 
-# The pipeline's defaults, passed to it explicitly so both variants match.
-_DEFAULTS = FitSettings()
+# The model settings, passed to the pipeline explicitly so both variants agree.
 SEED, DIM, MAX_SAMPLES, MIN_SAMPLES, HOLDOUT, L2, MAX_ITERATIONS = (
-    _DEFAULTS.seed, _DEFAULTS.num_random_features, _DEFAULTS.max_samples,
-    _DEFAULTS.min_samples, _DEFAULTS.holdout_fraction, _DEFAULTS.l2, _DEFAULTS.max_iterations)
-MAX_ATTEMPTS, REPLAY_BATCH = 100000, 20000
+    0, 100, 50_000, 30, 0.1, 30.0, 500)
 PIPELINE_SETTINGS = [f"--seed={SEED}", f"--num_random_features={DIM}",
                      f"--max_samples_per_exercise={MAX_SAMPLES}", f"--min_samples={MIN_SAMPLES}",
                      f"--holdout_fraction={HOLDOUT}", f"--l2={L2}",
-                     f"--max_iterations={MAX_ITERATIONS}",
-                     f"--max_attempts_per_student={MAX_ATTEMPTS}"]
-TOLERANCE = 1e-6
-TARGET_RATIO = 0.5
+                     f"--max_iterations={MAX_ITERATIONS}"]
+WINDOW, EWMA_START, EWMA_WEIGHTS, EMPTY_PERCENT_CORRECT = 20, 0.9, (0.333, 0.1), 0.8
+NUM_BASE = 7  # bias + 6 base features
+DEFAULT_EXERCISES, FEW_EXERCISES, MANY_EXERCISES = 60, 12, 5000
+MEAN_ATTEMPTS_PER_STUDENT = 40.0  # models.simulation's calibration
+EXERCISE_TARGET = 1.5
+COLUMNS = ["user", "exercise", "problem_type", "problem_number", "time_done", "correct"]
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "MKL_NUM_THREADS")}
 
 
 # ---------------------------------------------------------------- children
 
-def beam_child(argv):
+def pipeline_child(argv):
     """Exactly `python -m pipelines.train_knowledge_model ARGV`, then rusage."""
     sys.argv = ["train_knowledge_model"] + argv
     runpy.run_module("pipelines.train_knowledge_model", run_name="__main__", alter_sys=True)
     report({})
 
 
-def plain_child(input_glob, output):
-    """The pipeline's work in one process, no Beam: read + parse, group by user,
-    sessionize, replay in batches, sample per exercise, fit. Writes the fitted
-    {"exercise", "theta"} records to `output` as JSON lines."""
-    import fastavro
+def _splitmix64(values):
+    import numpy as np
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _text_hashes(texts):
+    """A stable uint64 per string (per distinct value only: tens of thousands)."""
+    import numpy as np
+    return np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(),
+                                    "little") for t in texts], dtype=np.uint64)
+
+
+def _unit_vectors(key_hashes, dim):
+    """One unit vector of `dim` standard normals per key hash (Box-Muller on
+    counter hashes): a pure function of the key, all keys in a few numpy passes."""
+    import numpy as np
+    counters = key_hashes[:, None] * np.uint64(2 * dim) + np.arange(2 * dim, dtype=np.uint64)
+    uniform = ((_splitmix64(counters) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0 ** 53
+    u1, u2 = uniform[:, :dim], uniform[:, dim:]
+    vectors = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _read(fmt, paths):
+    """The needed columns as numpy: codes + names for the strings."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    strings = ["user", "exercise", "problem_type"]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+        table = pq.read_table(paths, columns=COLUMNS, read_dictionary=strings)
+    else:
+        import polars as pl
+        frame = pl.concat([pl.read_avro(path, columns=COLUMNS) for path in paths])
+        table = frame.with_columns(pl.col(strings).cast(pl.Categorical)).to_arrow()
+    table = table.unify_dictionaries()
+    out = {"rows": table.num_rows, "nulls": 0}
+    for name in COLUMNS:
+        column = table.column(name).combine_chunks()
+        if name != "problem_number":
+            out["nulls"] += column.null_count  # required columns
+        if name in strings:
+            if not pa.types.is_dictionary(column.type):
+                column = column.dictionary_encode()
+            out[name] = column.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            out[name + "_names"] = column.dictionary.to_pylist()
+        elif name == "time_done":
+            out[name] = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        elif name == "problem_number":
+            out["problem_number_null"] = column.is_null().to_numpy(zero_copy_only=False)
+            out[name] = pc.fill_null(column, 0).to_numpy(zero_copy_only=False)
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _base_features(pair, correct):
+    """(done_before, features) for rows sorted by (student-exercise pair, time):
+    features = [ewma_3, ewma_10, streak, log_num_done, log_num_missed,
+    percent_correct] from the pair's last WINDOW answers before the row."""
+    import numpy as np
+    n = len(pair)
+    answers = correct.astype(np.float64)
+    index = np.arange(n)
+    first = np.r_[True, pair[1:] != pair[:-1]]
+    group_start = np.maximum.accumulate(np.where(first, index, 0))
+    done_before = index - group_start
+    total = np.minimum(done_before, WINDOW)
+    cumulative = np.r_[0.0, np.cumsum(answers)]
+    total_correct = cumulative[index] - cumulative[index - total]
+    # Last wrong answer strictly before the row (or the group's start - 1).
+    wrong_at = np.maximum.accumulate(np.where(answers == 0, index, -1))
+    previous_wrong = np.maximum(np.r_[-1, wrong_at[:-1]], group_start - 1)
+    features = np.empty((n, NUM_BASE - 1))
+    features[:, 2] = np.minimum(index - 1 - previous_wrong, total)
+    # ewma_w = sum over lags <= total of w (1-w)^(lag-1) answer[lag] + start (1-w)^total
+    ewmas = [EWMA_START * (1 - weight) ** total for weight in EWMA_WEIGHTS]
+    for lag in range(1, min(WINDOW, n - 1) + 1):
+        lagged = answers[:-lag] * (total[lag:] >= lag)
+        for ewma, weight in zip(ewmas, EWMA_WEIGHTS):
+            ewma[lag:] += weight * (1 - weight) ** (lag - 1) * lagged
+    features[:, 0], features[:, 1] = ewmas
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features[:, 3] = np.where(total > 0, np.log(np.maximum(total, 1)), 0.0)
+        features[:, 4] = np.log(total - total_correct + 1)
+        features[:, 5] = np.where(total > 0, total_correct / np.maximum(total, 1),
+                                  EMPTY_PERCENT_CORRECT)
+    return done_before, features
+
+
+def _within_student_prefix(vectors, keys, student, chunk=65536):
+    """Row u: the sum of vectors[keys[v]] over the updates v <= u of the same
+    student (updates in (student, time) order), computed in chunks, stored float32."""
+    import numpy as np
+    out = np.empty((len(keys), vectors.shape[1]), dtype=np.float32)
+    carry, previous = None, -1
+    for start in range(0, len(keys), chunk):
+        stop = min(start + chunk, len(keys))
+        block = vectors[keys[start:stop]]
+        who = student[start:stop]
+        if who[0] == previous:
+            block[0] += carry
+        np.cumsum(block, axis=0, out=block)
+        new = np.r_[False, who[1:] != who[:-1]]
+        segment = np.maximum.accumulate(np.where(new, np.arange(len(who)), 0))
+        later = segment > 0
+        block[later] -= block[segment[later] - 1]
+        carry, previous = block[-1].copy(), who[-1]
+        out[start:stop] = block
+    return out
+
+
+def _fit(x, y, l2, max_iterations):
+    """argmin -sum loglik + l2/2 |theta[1:]|^2 by L-BFGS on whitened columns
+    (z = b + Z u, Z = (x - mean) L^-T, L L^T = covariance + ridge): the same
+    optimum, ~20 iterations instead of hundreds. Returns (theta, iterations)."""
+    import numpy as np
+    from scipy import linalg, optimize
+    n, p = x.shape
+    means = x[:, 1:].mean(axis=0)
+    centred = x[:, 1:] - means
+    covariance = centred.T @ centred / n
+    covariance[np.diag_indices(p - 1)] += max(4 * l2 / n, 1e-9)
+    lower = np.linalg.cholesky(covariance)
+    whitened = linalg.solve_triangular(lower, centred.T, lower=True).T
+
+    def theta_of(u):
+        return linalg.solve_triangular(lower, u, lower=True, trans="T")
+
+    def objective(v):
+        z = v[0] + whitened @ v[1:]
+        loss = np.sum(np.logaddexp(0.0, z) - y * z) / n
+        residual = (1.0 / (1.0 + np.exp(-z)) - y) / n
+        theta = theta_of(v[1:])
+        gradient = np.empty(p)
+        gradient[0] = residual.sum()
+        gradient[1:] = whitened.T @ residual + (l2 / n) * linalg.solve_triangular(
+            lower, theta, lower=True)
+        return loss + 0.5 * (l2 / n) * theta @ theta, gradient
+
+    result = optimize.minimize(objective, np.zeros(p), jac=True, method="L-BFGS-B",
+                               options={"maxiter": max_iterations, "gtol": 1e-7, "ftol": 1e-12})
+    theta = np.empty(p)
+    theta[1:] = theta_of(result.x[1:])
+    theta[0] = result.x[0] - means @ theta[1:]
+    return theta, int(result.nit)
+
+
+def _prepare(data, lap):
+    """Everything up to the fit: sorted columns, features, sample keys, holdout."""
+    import numpy as np
+    if data["nulls"]:  # the sample is clean; a real run would dead-letter these
+        raise SystemExit(f"{data['nulls']} nulls in required columns")
+    order = np.lexsort((data["time_done"], data["user"]))
+    s = {name: data[name][order] for name in ("user", "exercise", "problem_type", "time_done",
+                                             "correct", "problem_number",
+                                             "problem_number_null")}
+    del order
+    lap("sort")
+
+    # Base features per (student, exercise) pair, time order within it (stable sort).
+    user, exercise, correct = s["user"], s["exercise"], s["correct"]
+    n, n_exercises, n_types = len(user), len(data["exercise_names"]), len(
+        data["problem_type_names"])
+    pair = user * n_exercises + exercise
+    pair_order = np.argsort(pair, kind="stable")
+    done_before, features = _base_features(pair[pair_order], correct[pair_order])
+    s["base"] = np.empty((n, NUM_BASE - 1))
+    s["base"][pair_order] = features
+    derived = np.empty(n, dtype=np.int64)
+    derived[pair_order] = done_before + 1
+    del pair, pair_order, done_before, features
+    s["problem_number"] = np.where(s.pop("problem_number_null"), derived, s["problem_number"])
+    del derived
+    lap("base_features")
+
+    # r: the student's earlier problem_number == 1 components. Each update row
+    # stores its within-student prefix sum; a row reads the last one before it.
+    is_update = s["problem_number"] == 1
+    update_rows = np.flatnonzero(is_update)
+    codes = (exercise[update_rows] * n_types + s["problem_type"][update_rows]) * 2 + correct[
+        update_rows]
+    distinct, key_of_update = np.unique(codes, return_inverse=True)
+    s["component_names"] = [
+        (data["exercise_names"][code // 2 // n_types],
+         data["problem_type_names"][code // 2 % n_types], bool(code % 2))
+        for code in distinct.tolist()]
+    s["vectors"] = _unit_vectors(_text_hashes(
+        [f"{SEED}\x1f{e}\x1f{t}\x1f{int(c)}" for e, t, c in s["component_names"]]), DIM)
+    s["prefix"] = _within_student_prefix(s["vectors"], key_of_update.reshape(-1),
+                                         user[update_rows])
+    updates_before = np.cumsum(is_update) - is_update
+    student_first = np.r_[True, user[1:] != user[:-1]]
+    first_of_student = np.maximum.accumulate(np.where(student_first, np.arange(n), 0))
+    # Index into `prefix` of the row's last earlier update of its student, -1 if none.
+    s["last_update"] = np.where(updates_before > updates_before[first_of_student],
+                                updates_before - 1, -1)
+    del is_update, update_rows, updates_before, student_first, first_of_student
+    lap("random_features")
+
+    # Sample keys: a hash of (user, time_done); holdout: a salted hash of the user.
+    user_hash = _text_hashes(data["user_names"])
+    s["keys"] = _splitmix64(user_hash[user] ^ _splitmix64(s["time_done"].view(np.uint64)))
+    s["by_exercise"] = np.argsort(exercise, kind="stable")
+    s["bounds"] = np.searchsorted(exercise[s["by_exercise"]], np.arange(n_exercises + 1))
+    salt = _splitmix64(np.array([SEED + 0x5EED], dtype=np.uint64))
+    s["held_out"] = (_splitmix64(user_hash ^ salt).astype(np.float64) / 2.0 ** 64
+                     < HOLDOUT)[user]
+    lap("sample_keys")
+    return s
+
+
+def _design(s, rows):
+    """x = [1, base features, r] for `rows` (indices in (user, time) order)."""
+    import numpy as np
+    x = np.zeros((len(rows), NUM_BASE + DIM))
+    x[:, 0] = 1.0
+    x[:, 1:NUM_BASE] = s["base"][rows]
+    source = s["last_update"][rows]
+    x[source >= 0, NUM_BASE:] = s["prefix"][source[source >= 0]]
+    return x
+
+
+def baseline_child(fmt, input_glob):
+    """The pipeline's work, columnar, in this process; report()s stage seconds,
+    counts and the holdout log likelihood."""
+    import numpy as np
     from threadpoolctl import threadpool_limits
-    from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys
-    from models.knowledge_state import ComponentCache, TrainingRows, replay_students, sessionize
-    from models.problem_log import InvalidProblemLog, ProblemLogParser
+    threadpool_limits(limits=1, user_api="blas")
+    stages, clock = {}, [time.monotonic()]
 
-    parse, by_user, invalid = ProblemLogParser(), {}, 0
-    for path in sorted(glob.glob(input_glob)):
-        with open(path, "rb") as handle:
-            for raw in fastavro.reader(handle):
-                try:
-                    log = parse(raw)
-                except InvalidProblemLog:
-                    invalid += 1
-                    continue
-                by_user.setdefault(log.user, []).append(log)
+    def lap(name):
+        now = time.monotonic()
+        stages[name] = round(now - clock[0], 3)
+        clock[0] = now
 
-    components = ComponentCache(SEED, DIM)
-    blocks, batch, attempts = {}, [], 0
-
-    def flush():
-        rows = replay_students(batch, components, (1, None))
-        for exercise, block in rows.split_by_exercise():
-            blocks.setdefault(exercise, []).append(block)
-
-    for user in list(by_user):
-        logs, _ = sessionize(by_user.pop(user))
-        if len(logs) > MAX_ATTEMPTS:
-            continue  # the pipeline dead-letters such a student
-        batch.append(logs)
-        attempts += len(logs)
-        if attempts >= REPLAY_BATCH:
-            flush()
-            batch, attempts = [], 0
-    if batch:
-        flush()
-
-    settings = FitSettings(max_samples=MAX_SAMPLES, min_samples=MIN_SAMPLES,
-                           holdout_fraction=HOLDOUT, l2=L2, max_iterations=MAX_ITERATIONS,
-                           seed=SEED)
-    threadpool_limits(limits=1, user_api="blas")  # as the pipeline's fit DoFn does
-    with open(output, "w", encoding="utf-8") as out:
-        for exercise in sorted(blocks):
-            rows = TrainingRows.concatenate(blocks.pop(exercise))
-            sample, _ = bottom_k(rows, sample_keys(rows, SEED), MAX_SAMPLES)
-            outcome, record = fit_exercise(exercise, sample, len(rows), settings)
-            if outcome == "fitted":
-                out.write(json.dumps({"exercise": exercise, "theta": record["theta"]}) + "\n")
-    report({})
+    data = _read(fmt, sorted(glob.glob(input_glob)))
+    lap("read")
+    s = _prepare(data, lap)
+    keys, correct, held_out = s["keys"], s["correct"], s["held_out"]
+    fitted, skipped, iterations = 0, 0, 0
+    holdout_rows, holdout_sum, rate_sum = 0, 0.0, 0.0
+    for code in np.argsort(data["exercise_names"]).tolist():
+        rows = s["by_exercise"][s["bounds"][code]:s["bounds"][code + 1]]
+        if len(rows) > MAX_SAMPLES:  # the MAX_SAMPLES smallest keys: a uniform sample
+            rows = rows[np.argpartition(keys[rows], MAX_SAMPLES - 1)[:MAX_SAMPLES]]
+        rows = rows[np.argsort(keys[rows])]
+        train = ~held_out[rows]
+        labels = correct[rows].astype(np.float64)
+        n_train = int(train.sum())
+        if n_train < MIN_SAMPLES or labels[train].sum() in (0, n_train):
+            skipped += 1
+            continue
+        x = _design(s, rows)
+        theta, steps = _fit(x[train], labels[train], L2, MAX_ITERATIONS)
+        fitted, iterations = fitted + 1, iterations + steps
+        test = ~train
+        if test.any():
+            z = x[test] @ theta
+            holdout_sum += float(np.sum(labels[test] * z - np.logaddexp(0.0, z)))
+            rate = (labels[train].sum() + 1.0) / (n_train + 2.0)
+            rate_sum += float(np.sum(labels[test] * np.log(rate)
+                                     + (1 - labels[test]) * np.log1p(-rate)))
+            holdout_rows += int(test.sum())
+    lap("sample_and_fit")
+    report({"stages": stages, "logs": len(correct), "exercises_fitted": fitted,
+            "exercises_skipped": skipped, "mean_iterations": iterations / max(fitted, 1),
+            "random_keys": len(s["vectors"]), "updates": len(s["prefix"]),
+            "holdout_rows": holdout_rows,
+            "holdout_log_likelihood": holdout_sum / holdout_rows if holdout_rows else None,
+            "base_rate_log_likelihood": rate_sum / holdout_rows if holdout_rows else None})
 
 
 # ------------------------------------------------------------------ parent
 
-def generate(logs, shards, seed, directory):
-    """Writes ~`logs` ProblemLogs as Avro; returns (glob, logs, students, files)."""
-    from models.simulation import MEAN_ATTEMPTS_PER_STUDENT
-    import fastavro
-
+def generate(logs, exercises, fmt, shards, seed, directory):
+    """~`logs` ProblemLogs over `exercises` exercises; returns (glob, logs, students)."""
     students = max(1, round(logs / MEAN_ATTEMPTS_PER_STUDENT))
     done = subprocess.run([sys.executable, "-m", "pipelines.generate_sample", "--output",
                            directory, "--students", str(students), "--seed", str(seed),
-                           "--format", "avro", "--shards", str(shards)],
+                           "--format", fmt, "--shards", str(shards),
+                           "--exercises", str(exercises)],
                           cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"generate_sample failed:\n{done.stdout}\n{done.stderr}")
-    files = sorted(glob.glob(os.path.join(directory, "*.avro")))
-    count = 0
-    for path in files:
-        with open(path, "rb") as handle:
-            count += sum(block.num_records for block in fastavro.block_reader(handle))
-    found = re.search(r"^students: (\d+)", done.stdout, re.MULTILINE)
-    return (os.path.join(directory, "*.avro"), count,
-            int(found.group(1)) if found else students, len(files))
+    count = int(re.search(r"^logs: (\d+)", done.stdout, re.MULTILINE).group(1))
+    os.remove(os.path.join(directory, "true_probabilities.csv"))  # not read; large
+    return os.path.join(directory, f"*.{fmt}"), count, students
 
 
-def run_beam(input_glob, output, beam_args, workdir, label="beam"):
-    result = run_child(__file__, label, ["beam", "--input", input_glob, "--output", output,
-                               "--overwrite"] + PIPELINE_SETTINGS + beam_args, workdir)
-    with open(os.path.join(output, "run_summary.json")) as handle:
-        result["inner_seconds"] = json.load(handle)["wall_time_seconds"]
-    return result
+def peak(result):
+    return max(result["self_mib"] + result["children_mib"], result["tree_mib"])
 
 
-def read_thetas(path):
-    with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
-    return {record["exercise"]: record["theta"] for record in records}
+class Bench:
+    def __init__(self, args, workdir):
+        self.args, self.workdir = args, workdir
+        self.beam_args = shlex.split(args.beam_args)
+        self.inputs = {}
+
+    def data(self, logs, exercises, fmt):
+        key = (logs, exercises, fmt)
+        if key not in self.inputs:
+            started = time.monotonic()
+            directory = os.path.join(self.workdir, f"logs_{logs}_{exercises}_{fmt}")
+            self.inputs[key] = generate(logs, exercises, fmt, self.args.shards, self.args.seed,
+                                        directory)
+            print(f"  generated {self.inputs[key][1]:,} logs ({exercises} exercises, {fmt}) in "
+                  f"{time.monotonic() - started:.1f} s", flush=True)
+        return self.inputs[key]
+
+    def pipeline(self, logs, exercises, fmt):
+        pattern, count, _ = self.data(logs, exercises, fmt)
+        label = f"pipeline_{logs}_{exercises}_{fmt}"
+        output = os.path.join(self.workdir, label)
+        result = run_child(__file__, label, ["pipeline", "--input", pattern, "--output", output,
+                                             "--overwrite"] + PIPELINE_SETTINGS + self.beam_args,
+                           self.workdir)
+        with open(os.path.join(output, "run_summary.json")) as handle:
+            summary = json.load(handle)
+        result.update(logs=count, exercises=exercises, fmt=fmt, variant="pipeline",
+                      inner_seconds=summary["wall_time_seconds"],
+                      exercises_fitted=summary["exercises_fitted"],
+                      **{key: summary["evaluation"][key] for key in (
+                          "holdout_rows", "holdout_log_likelihood", "base_rate_log_likelihood")})
+        self.show(result)
+        return result
+
+    def baseline(self, logs, exercises, fmt):
+        pattern, count, _ = self.data(logs, exercises, fmt)
+        result = run_child(__file__, f"baseline_{logs}_{exercises}_{fmt}",
+                           ["baseline", fmt, pattern], self.workdir, env=ONE_THREAD)
+        result.update(exercises=exercises, fmt=fmt, variant="baseline")
+        self.show(result)
+        stages = "  ".join(f"{k} {v:.1f}" for k, v in result["stages"].items())
+        print(f"    baseline stages (s): {stages}; {result['updates']:,} r updates, "
+              f"{result['random_keys']:,} component keys, "
+              f"{result['mean_iterations']:.0f} L-BFGS iterations/exercise", flush=True)
+        return result
+
+    @staticmethod
+    def show(result):
+        print(f"  {result['variant']:<8} {result['fmt']:<7} {result['exercises']:>5} ex "
+              f"{result['logs']:>10,} logs {result['wall']:>7.1f} s "
+              f"{result['logs'] / result['wall']:>9,.0f} logs/s {peak(result):>7,.0f} MiB peak  "
+              f"fitted {result['exercises_fitted']}, holdout LL "
+              f"{_num(result['holdout_log_likelihood'])} (base rate "
+              f"{_num(result['base_rate_log_likelihood'])}, {result['holdout_rows']:,} rows)",
+              flush=True)
 
 
-def compare(beam_params, plain_params):
-    beam, plain = read_thetas(beam_params), read_thetas(plain_params)
-    if set(beam) != set(plain):
-        return (f"FAIL: fitted exercises differ (only beam: {sorted(set(beam) - set(plain))}, "
-                f"only plain: {sorted(set(plain) - set(beam))})")
-    diffs = {e: max((abs(a - b) for a, b in zip(beam[e], plain[e])), default=0.0)
-             for e in beam}
-    worst = max(diffs, key=diffs.get, default=None)
-    diff = diffs[worst] if worst else 0.0
-    ok = diff <= TOLERANCE and all(len(beam[e]) == len(plain[e]) for e in beam)
-    return (f"{'OK' if ok else 'FAIL'}: {len(beam)} exercises fitted by both, "
-            f"max |theta beam - theta plain| = {diff:.3g} (tolerance {TOLERANCE:g})"
-            + ("" if ok else f", worst exercise {worst!r}"))
+def _num(value, digits=4):
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--logs", type=int, default=1_000_000)
-    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--logs", type=int, default=2_000_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: --logs 100000 (and a curve at 1/4..2x that)")
+    parser.add_argument("--skip_memory_curve", action="store_true")
+    parser.add_argument("--memory_sizes", default="",
+                        help="pipeline peak-memory curve sizes, e.g. 500000,1000000,2000000 "
+                             "(default: 1/4, 1/2, 1 and 2 times --logs)")
+    parser.add_argument("--beam_args", default="", help="extra pipeline args, one string")
+    parser.add_argument("--shards", type=int, default=4, help="input files per sample")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--workdir", help="kept afterwards (default: a temp dir, removed)")
-    parser.add_argument("--beam_args", default="", help="extra pipeline args, one string")
-    parser.add_argument("--memory_sizes", default="", help="e.g. 250000,1000000")
     args = parser.parse_args()
-    beam_args = shlex.split(args.beam_args)
-    sizes = [int(size) for size in args.memory_sizes.split(",") if size.strip()]
+    if args.quick:
+        args.logs = 100_000
+    sizes = ([int(float(s)) for s in args.memory_sizes.split(",") if s.strip()]
+             or [args.logs // 4, args.logs // 2, args.logs, args.logs * 2])
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_train_")
     os.makedirs(workdir, exist_ok=True)
+    bench, started, stamps = Bench(args, workdir), time.monotonic(), source_stamps()
+    print(f"beam args: {args.beam_args or '(none: DirectRunner defaults)'}", flush=True)
     try:
-        started = time.monotonic()
-        pattern, logs, students, files = generate(args.logs, args.shards, args.seed,
-                                                  os.path.join(workdir, f"logs_{args.logs}"))
-        print(f"generated {logs:,} ProblemLogs in {time.monotonic() - started:.1f} s", flush=True)
-        stamps = source_stamps()
-        beam = run_beam(pattern, os.path.join(workdir, "beam_out"), beam_args, workdir)
-        print(f"beam done in {beam['wall']:.1f} s", flush=True)
-        plain_params = os.path.join(workdir, "plain_params.jsonl")
-        plain = run_child(__file__, "plain", ["plain", pattern, plain_params], workdir)
-        print(f"plain done in {plain['wall']:.1f} s\n", flush=True)
-        agreement = compare(os.path.join(workdir, "beam_out", "params", "params.jsonl"),
-                            plain_params)
-
-        print(f"ProblemLogs: {logs:,}   students: {students:,}   files: {files} (Avro)")
-        print(f"beam args: {' '.join(beam_args) or '(none: DirectRunner defaults)'}")
-        header = (f"{'variant':<8}{'seconds':>9}{'ProblemLogs/s':>15}{'peak RSS MiB':>14}"
-                  f"{'(self':>8}{'+ child)':>10}{'tree peak':>11}")
-        print(header + "\n" + "-" * len(header))
-        for name, result in (("beam", beam), ("plain", plain)):
-            print(f"{name:<8}{result['wall']:>9.1f}{logs / result['wall']:>15,.0f}"
-                  f"{result['self_mib'] + result['children_mib']:>14,.0f}"
-                  f"{result['self_mib']:>8,.0f}{result['children_mib']:>10,.0f}"
-                  f"{result['tree_mib']:>11,.0f}")
-        ratio = plain["wall"] / beam["wall"]
-        print(f"(beam run() wall_time_seconds inside the child: {beam['inner_seconds']:.1f} s; "
-              "seconds above are child wall clock incl. start-up)")
-        print(f"throughput ratio beam/plain: {ratio:.2f}   target >= {TARGET_RATIO}: "
-              f"{'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")
-        print(f"agreement: {agreement}")
-        warn_if_sources_changed(stamps)
-
-        if sizes:
-            print("\npipeline peak memory by input size:")
-            print(f"{'logs':>11}{'students':>10}{'seconds':>9}{'peak RSS MiB':>14}"
-                  f"{'tree peak':>11}{'MiB/1k students':>17}")
+        print(f"\n1. pipeline vs baseline, ~{args.logs:,} logs, {DEFAULT_EXERCISES} exercises",
+              flush=True)
+        runs = {}
+        for fmt in ("parquet", "avro"):
+            runs["pipeline", fmt] = bench.pipeline(args.logs, DEFAULT_EXERCISES, fmt)
+            runs["baseline", fmt] = bench.baseline(args.logs, DEFAULT_EXERCISES, fmt)
+        print(f"\n2. {FEW_EXERCISES} vs {MANY_EXERCISES} exercises, ~{args.logs:,} logs, parquet",
+              flush=True)
+        for exercises in (FEW_EXERCISES, MANY_EXERCISES):
+            runs["pipeline", exercises] = bench.pipeline(args.logs, exercises, "parquet")
+            runs["baseline", exercises] = bench.baseline(args.logs, exercises, "parquet")
+        curve = []
+        if not args.skip_memory_curve:
+            print(f"\n3. pipeline peak memory at {', '.join(f'{s:,}' for s in sizes)} logs",
+                  flush=True)
             for size in sizes:
-                if size == args.logs:
-                    result, count, people = beam, logs, students
-                else:
-                    glob_, count, people, _ = generate(size, args.shards, args.seed,
-                                                       os.path.join(workdir, f"logs_{size}"))
-                    result = run_beam(glob_, os.path.join(workdir, f"beam_out_{size}"),
-                                      beam_args, workdir, label=f"beam_{size}")
-                peak = result["self_mib"] + result["children_mib"]
-                print(f"{count:>11,}{people:>10,}{result['wall']:>9.1f}{peak:>14,.0f}"
-                      f"{result['tree_mib']:>11,.0f}{peak / people * 1000:>17.2f}", flush=True)
+                curve.append(runs["pipeline", "parquet"] if size == args.logs else
+                             bench.pipeline(size, DEFAULT_EXERCISES, "parquet"))
+        summarize(runs, curve)
+        print(f"\n(total benchmark time {time.monotonic() - started:.0f} s)")
+        warn_if_sources_changed(stamps)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def summarize(runs, curve):
+    header = (f"{'variant':<9}{'format':<8}{'exercises':>9}{'logs':>11}{'seconds':>9}"
+              f"{'logs/s':>10}{'peak MiB':>10}{'holdout LL':>12}")
+    print("\nsummary (seconds: child wall clock incl. start-up; peak: max of self+child "
+          "and sampled tree RSS)\n" + header + "\n" + "-" * len(header))
+    def rate(result):
+        return result["logs"] / result["wall"]
+
+    for result in runs.values():
+        print(f"{result['variant']:<9}{result['fmt']:<8}{result['exercises']:>9}"
+              f"{result['logs']:>11,}{result['wall']:>9.1f}{rate(result):>10,.0f}"
+              f"{peak(result):>10,.0f}{_num(result['holdout_log_likelihood']):>12}")
+
+    print("\nratios")
+    for key in ("parquet", "avro", FEW_EXERCISES, MANY_EXERCISES):
+        pipe, base = runs["pipeline", key], runs["baseline", key]
+        label = f"{key} exercises" if isinstance(key, int) else f"{key}, {DEFAULT_EXERCISES} ex"
+        gap = pipe["holdout_log_likelihood"] - base["holdout_log_likelihood"]
+        print(f"  pipeline/baseline throughput ({label}): {rate(pipe) / rate(base):.3f} "
+              f"(baseline {rate(base) / rate(pipe):.1f}x faster); peak memory "
+              f"{peak(pipe) / peak(base):.1f}x; holdout LL pipeline - baseline {gap:+.4f} "
+              f"({'same range' if abs(gap) < 0.01 else 'CHECK: differ by >= 0.01'})")
+    for variant in ("pipeline", "baseline"):
+        few, many = runs[variant, FEW_EXERCISES], runs[variant, MANY_EXERCISES]
+        per_log = (many["wall"] / many["logs"]) / (few["wall"] / few["logs"])
+        verdict = ""
+        if variant == "pipeline":
+            verdict = (f"  target <= {EXERCISE_TARGET}: "
+                       f"{'met' if per_log <= EXERCISE_TARGET else 'MISSED'}")
+        print(f"  {MANY_EXERCISES}/{FEW_EXERCISES} exercises, {variant}: time "
+              f"{many['wall'] / few['wall']:.2f}x ({per_log:.2f}x per log), peak memory "
+              f"{peak(many) / peak(few):.2f}x{verdict}")
+    pipe_inner = "  ".join(f"{r['fmt']}/{r['exercises']}ex {r['inner_seconds']:.1f}"
+                           for (v, _), r in runs.items() if v == "pipeline")
+    print(f"  pipeline run() seconds inside the child (no start-up): {pipe_inner}")
+    if curve:
+        print("\npipeline peak memory by input size (parquet, "
+              f"{DEFAULT_EXERCISES} exercises)")
+        print(f"{'logs':>11}{'seconds':>9}{'logs/s':>10}{'peak MiB':>10}{'self+child':>12}"
+              f"{'tree':>8}{'KiB/log':>9}")
+        for result in curve:
+            print(f"{result['logs']:>11,}{result['wall']:>9.1f}"
+                  f"{result['logs'] / result['wall']:>10,.0f}{peak(result):>10,.0f}"
+                  f"{result['self_mib'] + result['children_mib']:>12,.0f}"
+                  f"{result['tree_mib']:>8,.0f}{peak(result) * 1024 / result['logs']:>9.2f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        if sys.argv[2] == "beam":
-            beam_child(sys.argv[3:])
+        if sys.argv[2] == "pipeline":
+            pipeline_child(sys.argv[3:])
         else:
-            plain_child(sys.argv[3], sys.argv[4])
+            baseline_child(sys.argv[3], sys.argv[4])
     else:
         main()

@@ -16,7 +16,7 @@ NOV = datetime.date(2026, 11, 23)
 def _options(**values):
     defaults = dict(input="", input_query="", bq_project="", bq_dataset="", bq_table="",
                     bq_temp_dataset="", column_mapping="", input_format="auto",
-                    start_date="", end_date="", window_days=0, run_date="")
+                    start_date="", end_date="", window_days=0, run_date="", student_buckets=0)
     return types.SimpleNamespace(**{**defaults, **values})
 
 
