@@ -203,32 +203,37 @@ def _within_student_prefix(vectors, keys, student, chunk=65536):
 
 
 def _fit(x, y, l2, max_iterations):
-    """argmin -sum loglik + l2/2 |theta[1:]|^2 by L-BFGS on whitened columns
-    (z = b + Z u, Z = (x - mean) L^-T, L L^T = covariance + ridge): the same
-    optimum, ~20 iterations instead of hundreds. Returns (theta, iterations)."""
+    """argmin -sum loglik + l2/2 |theta[1:]|^2 (column 0 the unpenalised bias)
+    by L-BFGS in whitened coordinates: theta[1:] = L^-T u with L L^T the
+    columns' covariance (+ a ridge), the centring moved into the free bias. An
+    exact change of variables, so the same optimum, but ~10 iterations instead of
+    hundreds on these correlated columns; x itself is never copied. Returns
+    (theta, iterations)."""
     import numpy as np
     from scipy import linalg, optimize
     n, p = x.shape
-    means = x[:, 1:].mean(axis=0)
-    centred = x[:, 1:] - means
-    covariance = centred.T @ centred / n
+    gram = x.T @ x / n  # one syrk; row/column 0 hold the means (bias column)
+    means = gram[0, 1:].copy()
+    covariance = gram[1:, 1:] - np.outer(means, means)
     covariance[np.diag_indices(p - 1)] += max(4 * l2 / n, 1e-9)
     lower = np.linalg.cholesky(covariance)
-    whitened = linalg.solve_triangular(lower, centred.T, lower=True).T
+    full, gradient = np.empty(p), np.empty(p)
 
     def theta_of(u):
         return linalg.solve_triangular(lower, u, lower=True, trans="T")
 
     def objective(v):
-        z = v[0] + whitened @ v[1:]
-        loss = np.sum(np.logaddexp(0.0, z) - y * z) / n
-        residual = (1.0 / (1.0 + np.exp(-z)) - y) / n
         theta = theta_of(v[1:])
-        gradient = np.empty(p)
-        gradient[0] = residual.sum()
-        gradient[1:] = whitened.T @ residual + (l2 / n) * linalg.solve_triangular(
-            lower, theta, lower=True)
-        return loss + 0.5 * (l2 / n) * theta @ theta, gradient
+        full[0], full[1:] = v[0] - means @ theta, theta
+        z = x @ full
+        small = np.exp(-np.abs(z))
+        loss = np.sum(np.maximum(z, 0.0) + np.log1p(small)) - y @ z  # -sum loglik
+        residual = (np.where(z >= 0, 1.0, small) / (1.0 + small) - y) / n
+        g = x.T @ residual
+        gradient[0] = g[0]
+        gradient[1:] = linalg.solve_triangular(
+            lower, g[1:] - means * g[0] + (l2 / n) * theta, lower=True)
+        return loss / n + 0.5 * (l2 / n) * theta @ theta, gradient.copy()
 
     result = optimize.minimize(objective, np.zeros(p), jac=True, method="L-BFGS-B",
                                options={"maxiter": max_iterations, "gtol": 1e-7, "ftol": 1e-12})
@@ -239,14 +244,15 @@ def _fit(x, y, l2, max_iterations):
 
 
 def _prepare(data, lap):
-    """Everything up to the fit: sorted columns, features, sample keys, holdout."""
+    """Everything up to the fit: sorted columns, features, sample keys, holdout.
+    Takes the columns out of `data` (the unsorted copies are freed)."""
     import numpy as np
     if data["nulls"]:  # the sample is clean; a real run would dead-letter these
         raise SystemExit(f"{data['nulls']} nulls in required columns")
     order = np.lexsort((data["time_done"], data["user"]))
-    s = {name: data[name][order] for name in ("user", "exercise", "problem_type", "time_done",
-                                             "correct", "problem_number",
-                                             "problem_number_null")}
+    s = {name: data.pop(name)[order] for name in ("user", "exercise", "problem_type",
+                                                  "time_done", "correct", "problem_number",
+                                                  "problem_number_null")}
     del order
     lap("sort")
 
@@ -335,25 +341,20 @@ def baseline_child(fmt, input_glob):
     for code in np.argsort(data["exercise_names"]).tolist():
         rows = s["by_exercise"][s["bounds"][code]:s["bounds"][code + 1]]
         if len(rows) > MAX_SAMPLES:  # the MAX_SAMPLES smallest keys: a uniform sample
-            rows = rows[np.argpartition(keys[rows], MAX_SAMPLES - 1)[:MAX_SAMPLES]]
-        rows = rows[np.argsort(keys[rows])]
-        train = ~held_out[rows]
-        labels = correct[rows].astype(np.float64)
-        n_train = int(train.sum())
-        if n_train < MIN_SAMPLES or labels[train].sum() in (0, n_train):
+            rows = np.sort(rows[np.argpartition(keys[rows], MAX_SAMPLES - 1)[:MAX_SAMPLES]])
+        train, test = rows[~held_out[rows]], rows[held_out[rows]]
+        labels = correct[train].astype(np.float64)
+        if len(train) < MIN_SAMPLES or labels.sum() in (0, len(train)):
             skipped += 1
             continue
-        x = _design(s, rows)
-        theta, steps = _fit(x[train], labels[train], L2, MAX_ITERATIONS)
+        theta, steps = _fit(_design(s, train), labels, L2, MAX_ITERATIONS)
         fitted, iterations = fitted + 1, iterations + steps
-        test = ~train
-        if test.any():
-            z = x[test] @ theta
-            holdout_sum += float(np.sum(labels[test] * z - np.logaddexp(0.0, z)))
-            rate = (labels[train].sum() + 1.0) / (n_train + 2.0)
-            rate_sum += float(np.sum(labels[test] * np.log(rate)
-                                     + (1 - labels[test]) * np.log1p(-rate)))
-            holdout_rows += int(test.sum())
+        if len(test):
+            z, truth = _design(s, test) @ theta, correct[test]
+            holdout_sum += float(np.sum(np.where(truth, z, 0.0) - np.logaddexp(0.0, z)))
+            rate = (labels.sum() + 1.0) / (len(train) + 2.0)
+            rate_sum += float(np.sum(np.where(truth, np.log(rate), np.log1p(-rate))))
+            holdout_rows += len(test)
     lap("sample_and_fit")
     report({"stages": stages, "logs": len(correct), "exercises_fitted": fitted,
             "exercises_skipped": skipped, "mean_iterations": iterations / max(fitted, 1),

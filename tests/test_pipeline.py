@@ -408,3 +408,27 @@ def test_existing_output_needs_overwrite(trained):
     result = cli("--input", trained.summary["input"], "--output", trained.output)
     assert result.returncode == 2
     assert "--overwrite" in result.stderr
+
+
+def test_thousands_of_tiny_exercises(tmp_path):
+    """2,000 exercises of two attempts each (a long tail, as real curricula
+    have): every one is fitted and the components are exactly the keys used.
+    Before blocks carried only their own component keys, this shape grew with
+    exercises x keys and ran out of memory."""
+    exercises = 2000
+    lines = []
+    for i in range(exercises):  # 1,000 students of four exercises each
+        for user, correct in ((f"s{i % 500}", True), (f"t{i % 500}", False)):
+            lines.append(json.dumps({"user": user, "exercise": f"e{i:04d}",
+                                     "time_done": 1_700_000_000 + i, "correct": correct}))
+    path = tmp_path / "tail.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    output = str(tmp_path / "out")
+    summary = run(["--input", str(path), "--output", output, "--min_samples", "2",
+                   "--holdout_fraction", "0", "--num_random_features", "4",
+                   "--model_version", "tail"])
+    assert summary["exercises_fitted"] == exercises
+    assert summary["rows_emitted"] == 2 * exercises
+    components = read_jsonl(os.path.join(output, "components", "*.jsonl"))
+    assert sorted((c["exercise"], c["correct"]) for c in components) == sorted(
+        (f"e{i:04d}", correct) for i in range(exercises) for correct in (True, False))
