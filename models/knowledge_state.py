@@ -248,15 +248,19 @@ class TrainingRows:
     components of the keys update_ids[update_indptr[i]:update_indptr[i+1]]
     (indices into component_keys, in the order they were added). That is
     ~10 small ints per row instead of D floats, which cuts what the shuffle
-    moves several-fold; features() materialises x where it is needed."""
+    moves several-fold; features() materialises x where it is needed. A row
+    whose student has added more than 2 D components (a long history) carries
+    its r as D floats instead (dense_rows, dense_r): ids would cost more, and
+    would grow with the square of the history."""
 
     __slots__ = ("user", "user_hash", "exercise", "time_done", "problem_number", "correct",
-                 "base", "update_indptr", "update_ids", "component_keys")
+                 "base", "update_indptr", "update_ids", "component_keys", "dense_rows",
+                 "dense_r")
     _ROW_COLUMNS = ("user", "user_hash", "exercise", "time_done", "problem_number", "correct",
                     "base")
 
     def __init__(self, user, user_hash, exercise, time_done, problem_number, correct, base,
-                 update_indptr, update_ids, component_keys):
+                 update_indptr, update_ids, component_keys, dense_rows=None, dense_r=None):
         self.user = user                      # object (str)
         self.user_hash = user_hash            # uint64 user_hash(user): sampling, holdout
         self.exercise = exercise              # object (str)
@@ -267,6 +271,9 @@ class TrainingRows:
         self.update_indptr = update_indptr    # int64 (rows + 1)
         self.update_ids = update_ids          # int32 indices into component_keys
         self.component_keys = component_keys  # tuple of ComponentKey
+        # int64 rows whose r is dense_r[j] (their update lists are empty)
+        self.dense_rows = np.zeros(0, np.int64) if dense_rows is None else dense_rows
+        self.dense_r = np.zeros((0, 0)) if dense_r is None else dense_r  # float64
 
     def __getstate__(self):
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -286,9 +293,17 @@ class TrainingRows:
         # Only the keys these rows use: a block must not carry the keys of the
         # whole batch it came from (exercises x keys across thousands of blocks).
         used, ids = np.unique(ids, return_inverse=True)
+        dense_rows, dense_r = self.dense_rows, self.dense_r
+        if len(dense_rows):
+            where = np.full(len(self), -1, dtype=np.int64)
+            where[dense_rows] = np.arange(len(dense_rows))
+            selected = where[index]
+            dense_rows = np.flatnonzero(selected >= 0)
+            dense_r = dense_r[selected[dense_rows]]
         return TrainingRows(*(getattr(self, name)[index] for name in self._ROW_COLUMNS),
                             indptr, ids.astype(np.int32).reshape(-1),
-                            tuple([self.component_keys[i] for i in used.tolist()]))
+                            tuple([self.component_keys[i] for i in used.tolist()]),
+                            dense_rows, dense_r)
 
     @staticmethod
     def concatenate(blocks: Sequence["TrainingRows"]) -> "TrainingRows":
@@ -301,10 +316,15 @@ class TrainingRows:
             ids.append(remap[block.update_ids])
             indptrs.append(block.update_indptr[1:] + offset)
             offset += block.update_indptr[-1]
+        starts = np.cumsum([0] + [len(block) for block in blocks])
+        dense = [(block.dense_rows + start, block.dense_r)
+                 for block, start in zip(blocks, starts) if len(block.dense_rows)]
         return TrainingRows(
             *(np.concatenate([getattr(block, name) for block in blocks])
               for name in TrainingRows._ROW_COLUMNS),
-            np.concatenate(indptrs), np.concatenate(ids).astype(np.int32), tuple(keys))
+            np.concatenate(indptrs), np.concatenate(ids).astype(np.int32), tuple(keys),
+            *((np.concatenate([rows for rows, _ in dense]),
+               np.concatenate([r for _, r in dense])) if dense else ()))
 
     def split_by_exercise(self) -> Iterable[Tuple[str, "TrainingRows"]]:
         """(exercise, its rows in their original order), exercises in order of
@@ -332,6 +352,8 @@ class TrainingRows:
                 (np.ones(len(self.update_ids)), self.update_ids, self.update_indptr),
                 shape=(len(self), len(self.component_keys)))
             x[:, NUM_BASE_FEATURES:] = updates @ vectors
+        if len(self.dense_rows):
+            x[self.dense_rows, NUM_BASE_FEATURES:] = self.dense_r
         return x
 
 
@@ -446,6 +468,18 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     base_x[:, 1:] = base[rows]
     # Row i's updates are update_key_ids[updates_start[i]:updates_before_row[i]].
     starts, stops = updates_start[rows], updates_before_row[rows]
+    dense = {}
+    long_history = stops - starts > 2 * components.dim
+    if long_history.any():
+        # r of these rows from a running sum of the batch's update vectors: a
+        # row costs D floats however long its student's history is.
+        vectors = np.array([components(key) for key in component_keys])
+        running = np.zeros((len(update_key_ids) + 1, components.dim))
+        np.cumsum(vectors[update_key_ids], axis=0, out=running[1:])
+        dense_rows = np.flatnonzero(long_history)
+        dense = {"dense_rows": dense_rows,
+                 "dense_r": running[stops[dense_rows]] - running[starts[dense_rows]]}
+        stops = np.where(long_history, starts, stops)
     indptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(stops - starts, out=indptr[1:])
     positions = np.repeat(starts - indptr[:-1], stops - starts) + np.arange(indptr[-1])
@@ -461,4 +495,5 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
         update_indptr=indptr,
         update_ids=update_key_ids[positions],
         component_keys=component_keys,
+        **dense,
     )

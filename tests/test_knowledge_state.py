@@ -561,3 +561,24 @@ def test_component_keys_are_unambiguous_for_any_names():
     expected = np.random.Generator(np.random.PCG64(seed)).standard_normal(dim)
     assert np.array_equal(random_component(("fractions", "type_a", True), 0, dim),
                           expected / np.linalg.norm(expected))
+
+
+def test_long_histories_carry_r_densely_and_equal_the_reference():
+    """A student who has started hundreds of exercises: rows past 2 D
+    components carry r as floats, and every row still equals the
+    one-attempt-at-a-time replay (through take, concatenate and pickling)."""
+    import pickle
+    dim = 4
+    logs = [log(T0 + i, f"e{i // 2}", i % 3 != 0) for i in range(300)]
+    students = [sessionize(logs)[0], sessionize([log(T0, "a", True, None, "", "u2")])[0]]
+    components = ComponentCache(0, dim)
+    rows = replay_students(students, components)
+    assert len(rows.dense_rows) > 200 and len(rows.update_ids) < 300 * 2 * dim
+    expected = np.array([x for student in students
+                         for _, x in reference_replay(student, ComponentCache(0, dim))])
+    np.testing.assert_allclose(rows.features(components), expected, rtol=0, atol=1e-12)
+    half = len(rows) // 2
+    again = TrainingRows.concatenate([pickle.loads(pickle.dumps(rows.take(slice(half, None)))),
+                                      rows.take(np.arange(half))])
+    np.testing.assert_allclose(again.features(components),
+                               np.r_[expected[half:], expected[:half]], rtol=0, atol=1e-12)
