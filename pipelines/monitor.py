@@ -36,6 +36,7 @@ from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
                                ProblemLogOptions, UsageError, checked_options, command_line,
                                output_path,
                                parse_problem_number_range, read_window, submits_only)
+from pipelines.progress import run_pipeline
 from transforms.monitoring import (DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery,
                                    WriteDashboard)
 from transforms.read import DEAD_LETTER
@@ -46,6 +47,9 @@ from transforms.write import WriteJsonLines, read_json_lines
 
 DAILY = ("metrics", "daily")
 DASHBOARD = "dashboard.html"
+# What the progress lines count (pipelines.progress).
+PROGRESS = (("records_read", "record", "read"), ("students", "student", "replayed"),
+            ("rows_scored", "attempt", "scored"))
 
 
 class MonitorOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions, PipelineOptions):
@@ -163,12 +167,12 @@ def run(argv=None) -> dict:
 
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
-    result = pipeline.run()
     if submits_only(pipeline_options):
+        pipeline.run()
         print(f"Job submitted; it writes the daily metrics and the dashboard under "
               f"{options.output} (no monitor_summary.json for a templated launch).")
         return {}
-    result.wait_until_finish()
+    result = run_pipeline(pipeline, pipeline_options, PROGRESS, started=started)
 
     counters = counter_values(result)
     records = read_json_lines(output_path(options.output, *DAILY, "*.jsonl"))

@@ -37,6 +37,7 @@ from pipelines.input_source import problem_log_source
 from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, checked_options,
                                command_line, output_path, parse_problem_number_range,
                                submits_only)
+from pipelines.progress import run_pipeline
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
@@ -154,8 +155,9 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
         output_path(store, "knowledge_model", "params", "params"), lambda r: r["exercise"])
     _ = ((logs[DEAD_LETTER], students[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
          | "WriteDeadLetter" >> WriteJsonLines(output_path(store, "dead_letter", "dead_letter")))
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_pipeline(pipeline, PipelineOptions(argv), (
+        ("records_read", "record", "read"), ("students", "student", "replayed"),
+        ("sparse_examples", "example", "stored"), ("exercises_fitted", "exercise", "fitted")))
     counts = summarize(counter_values(result))
     counts["sparse_examples"] = counter_values(result).get("sparse_examples", 0)
     with FileSystems.create(output_path(store, "store.json")) as handle:
@@ -207,10 +209,11 @@ def train(argv, options: BoostedOptions, store: str, templates, l1_values,
          | "WriteEvaluation" >> beam.io.WriteToText(
              output_path(output, "evaluation"), file_name_suffix=".json", num_shards=1,
              shard_name_template=""))
-    result = pipeline.run()
     if not wait:
+        pipeline.run()
         return {}
-    result.wait_until_finish()
+    run_pipeline(pipeline, PipelineOptions(argv),
+                 (("boosting_iterations", "iteration", "done", options.iterations),))
     with FileSystems.open(output_path(output, "evaluation.json")) as handle:
         return json.loads(handle.read().decode("utf-8"))
 

@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from dashboard import render_dashboard
 from models.knowledge_state import ComponentCache, replay_students
 from models.monitoring import accumulate, day_of, metrics_record, sum_accumulators
+from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 from transforms.replay import StudentBatchDoFn
 from transforms.write import read_json_lines
@@ -38,7 +39,7 @@ class _ScoreBatches(StudentBatchDoFn):
         self.seed, self.num_random_features = seed, num_random_features
         self.problem_number_range = problem_number_range
         self.start, self.end = window
-        self.scored = Metrics.counter(METRICS_NAMESPACE, "rows_scored")
+        self.scored = progress.counter(METRICS_NAMESPACE, "rows_scored")
         self.without_params = Metrics.counter(METRICS_NAMESPACE, "rows_without_params")
         self.outside_window = Metrics.counter(METRICS_NAMESPACE, "rows_outside_window")
 

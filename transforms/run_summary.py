@@ -46,8 +46,13 @@ def summarize(counters: dict) -> dict:
     return summary
 
 
+def counted(count: int, noun: str, plural_noun: str = "") -> str:
+    """"1 exercise", "2 exercises", "12,000 records" (for printed summaries)."""
+    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
 def _by_reason(counts: dict) -> str:
-    return f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""
+    return f" ({', '.join(f'{k}: {v:,}' for k, v in counts.items())})" if counts else ""
 
 
 def unreadable_line(summary: dict) -> str:
