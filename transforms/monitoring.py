@@ -66,7 +66,8 @@ class _ScoreBatches(StudentBatchDoFn):
             return []
         rows, index = rows.take(scored), index[scored]
         logits = np.einsum("ij,ij->i", rows.features(self.components), self.theta[index])
-        return accumulate(day_of(rows.time_done), rows.exercise, logits, rows.correct).items()
+        return accumulate(day_of(rows.time_done), rows.exercise, logits, rows.correct,
+                          rows.user_hash).items()
 
 
 class _SumAccumulators(beam.CombineFn):
@@ -109,8 +110,8 @@ class DailyMetrics(beam.PTransform):
                                                             accumulator)))
 
 
-CSV_COLUMNS = ("date", "exercise", "model_version", "samples", "mean_log_likelihood",
-               "observed_correct", "mean_predicted_correct", "auc")
+CSV_COLUMNS = ("date", "exercise", "model_version", "samples", "students",
+               "mean_log_likelihood", "observed_correct", "mean_predicted_correct", "auc")
 
 
 def _csv_text(records) -> str:
@@ -187,6 +188,7 @@ METRICS_BIGQUERY_SCHEMA = {"fields": [
     {"name": "exercise", "type": "STRING", "mode": "REQUIRED"},
     {"name": "model_version", "type": "STRING", "mode": "REQUIRED"},
     {"name": "samples", "type": "INT64", "mode": "REQUIRED"},
+    {"name": "students", "type": "INT64", "mode": "NULLABLE"},
     {"name": "mean_log_likelihood", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "log_likelihood_std", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "observed_correct", "type": "FLOAT64", "mode": "NULLABLE"},
