@@ -44,7 +44,7 @@ from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Voc
 from transforms.fit import FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import ROWS, ReplayKnowledgeState
-from transforms.run_summary import counter_values, summarize
+from transforms.run_summary import counted, counter_values, summarize
 from transforms.sessionize import SessionizeByStudent
 from transforms.write import WriteJsonLines, WriteSortedJsonLines
 
@@ -218,6 +218,10 @@ def train(argv, options: BoostedOptions, store: str, templates, l1_values,
         return json.loads(handle.read().decode("utf-8"))
 
 
+def _number(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def run(argv=None) -> dict:
     started = time.monotonic()
     options = checked_options(argv).view_as(BoostedOptions)
@@ -270,16 +274,16 @@ def run(argv=None) -> dict:
     with FileSystems.create(summary_path) as handle:
         handle.write(json.dumps(summary, indent=2).encode("utf-8"))
     if store_build:
-        print(f"store built from {store_build['records_read']} ProblemLogs: "
-              f"{store_build['sparse_examples']} examples, "
-              f"{store_build['dead_lettered_total']} records dead-lettered")
+        print(f"Store built from {counted(store_build['records_read'], 'ProblemLog')}: "
+              f"{counted(store_build['sparse_examples'], 'example')}, "
+              f"{counted(store_build['dead_lettered_total'], 'record')} dead-lettered.")
     knowledge = summary["knowledge_model"]["holdout_log_likelihood"]
     for model in models:
-        print(f"l1={model['l1']}: {model['nonzero_weights']} of {model['features']} weights "
-              f"non-zero, holdout log likelihood {model['holdout_log_likelihood']}, "
-              f"AUC {model['holdout_auc']}")
-    print(f"knowledge model on the same holdout students: log likelihood {knowledge}")
-    print(f"outputs under {options.output} (store: {store}); "
+        print(f"l1={model['l1']:g}: {model['nonzero_weights']:,} of "
+              f"{counted(model['features'], 'weight')} non-zero, holdout log likelihood "
+              f"{_number(model['holdout_log_likelihood'])}, AUC {_number(model['holdout_auc'])}")
+    print(f"Knowledge model on the same holdout students: log likelihood {_number(knowledge)}")
+    print(f"Outputs under {options.output} (store: {store}); "
           f"wall time {summary['wall_time_seconds']:.1f} s")
     return summary
 
