@@ -35,7 +35,7 @@ clean:
 	rm -rf $(VENV) sample_data *.egg-info
 
 # ---------------------------------------------------------------------------
-# Dataflow (README, "Deploying to Dataflow"): build the container image, build the Flex
+# Dataflow (docs/dataflow.md): build the container image, build the Flex
 # Templates, launch one. PROJECT and BUCKET are required, e.g.
 #   make image template PROJECT=my-proj BUCKET=my-proj-knowledge-model
 #   make launch PROJECT=my-proj BUCKET=my-proj-knowledge-model PIPELINE=train_boosted \
