@@ -2,8 +2,9 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-SAMPLE_DIR ?= sample_data
 STUDENTS ?= 2000
+# One directory per sample size: another STUDENTS never replaces a sample.
+SAMPLE_DIR ?= sample_data/students-$(STUDENTS)
 
 .PHONY: venv lint test sample bench clean
 
@@ -23,20 +24,22 @@ lint: venv
 test: venv lint
 	$(PY) -m pytest -q tests
 
-# Generate sample ProblemLogs and train on them with the DirectRunner.
+# Generate sample ProblemLogs and train on them with the DirectRunner
+# (the same STUDENTS again regenerates the same logs and retrains).
 sample: venv
 	$(PY) -m pipelines.generate_sample --output $(SAMPLE_DIR)/logs --students $(STUDENTS) --seed 1
 	$(PY) -m pipelines.train_knowledge_model --input '$(SAMPLE_DIR)/logs/*.avro' \
 		--output $(SAMPLE_DIR)/output --overwrite
+	@echo "Sample of $(STUDENTS) students in $(SAMPLE_DIR)/ (logs/, output/); README.md has the tour."
 
 bench: venv
 	$(PY) benchmarks/bench_train.py
 
 clean:
-	rm -rf $(VENV) $(SAMPLE_DIR) *.egg-info
+	rm -rf $(VENV) sample_data *.egg-info
 
 # ---------------------------------------------------------------------------
-# Dataflow (README, "Deploying to Dataflow"): build the container image, build the Flex
+# Dataflow (docs/dataflow.md): build the container image, build the Flex
 # Templates, launch one. PROJECT and BUCKET are required, e.g.
 #   make image template PROJECT=my-proj BUCKET=my-proj-knowledge-model
 #   make launch PROJECT=my-proj BUCKET=my-proj-knowledge-model PIPELINE=train_boosted \

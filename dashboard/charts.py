@@ -66,7 +66,7 @@ def _x(span: Span, compact: bool = False, title: Optional[str] = None) -> alt.X:
     if compact:     # the first and last day only
         axis = alt.Axis(title=None, values=[first, last] if span.days > 1 else [first],
                         format="%b %-d" if span.one_year else "%b %-d, %Y",
-                        labelFlush=True, labelFontSize=10.5, labelOverlap=False)
+                        labelFlush=True, labelFontSize=11, labelOverlap=False)
     else:
         caption = "date (UTC)" + (f", {span.first.year:04d}" if span.one_year else "")
         # two days or less: their own ticks (automatic ticks would add hours)
@@ -87,11 +87,12 @@ def _y(field: str, title: Optional[str], domain=None, fmt: Optional[str] = None,
         scale["domain"] = list(domain)
     # a fixed label width lines up the plots of stacked charts and panels
     axis = {"title": title, "tickCount": 3 if compact else 5,
-            "minExtent": 34 if compact else 48, "maxExtent": 34 if compact else 80}
+            "minExtent": 38 if compact else 48, "maxExtent": 38 if compact else 80}
     if fmt:
         axis["format"] = fmt
-    if compact:
-        axis["labelFontSize"] = 10.5
+    if compact:     # small multiples: fewer, larger labels without trailing zeros
+        axis["labelFontSize"] = 11
+        axis["format"] = fmt or ".2~f"
     return alt.Y(f"{field}:Q", scale=alt.Scale(**scale), axis=alt.Axis(**axis))
 
 

@@ -8,8 +8,9 @@ import jinja2
 
 from dashboard import charts, data, vega
 from dashboard.formatting import FILTERS, fmt, fmt_date, fmt_int, fmt_pct, minus, plural, truncate
-from models.regressions import (ALL_EXERCISES, SIGNIFICANCE_Z, Records, check_options, combine,
-                                compare, overall_change, regressions, usable, version_changes)
+from models.regressions import (ALL_EXERCISES, OVERALL_ALPHA, Records,
+                                check_options, combine, compare, day_tests, overall_change,
+                                usable, version_changes)
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("dashboard", "templates"),
@@ -53,7 +54,8 @@ def _context(records: Records, trailing_days: int, min_samples: int, top: int,
     latest = overall[-1]
     span = data.Span(overall[0].date, latest.date)
     change = overall_change(records, trailing_days, min_samples)
-    worse = regressions(records, trailing_days, min_samples, top)
+    tested = day_tests(records, trailing_days, min_samples)
+    worse = [r for r in tested["tests"] if r["significant"]][:top]
     changes = version_changes(overall)
     versions = sorted({v for d in overall for v in d.versions}.union(
         *({v for d in days for v in d.versions} for days in records.exercises.values())))
@@ -81,12 +83,12 @@ def _context(records: Records, trailing_days: int, min_samples: int, top: int,
         "kpis": _kpis(overall, latest, change, changes, trailing_days),
         "latest_date": fmt_date(latest.date),
         "trailing_days": trailing_days, "min_samples": min_samples, "top": top,
-        "significance_z": f"{SIGNIFICANCE_Z:g}",
+        "test": _test_description(tested),
         "has_trailing": any(row["trailing"] is not None for row in overall_rows),
         "has_versions": bool(changes),
         "has_auc": any(row["auc"] is not None for row in overall_rows),
         "worse": _worse_rows(worse),
-        "no_regressions": _no_regressions(records, worse, trailing_days, min_samples),
+        "no_regressions": _no_regressions(tested, worse),
         "picker": {"names": picked, "worse": [r["exercise"] for r in worse],
                    "totals": {name: total for total, name in totals if name in offered}},
         "panels": _panels(records, busiest, worse, trailing_days, min_samples),
@@ -167,8 +169,8 @@ def _banner(change: Optional[dict], latest, min_samples: int) -> dict:
         return {"kind": "neutral", "strong": f"Latest day {latest.date.isoformat()}:",
                 "text": (f"not enough history to compare with (at least one earlier day and "
                          f"{min_samples:,} samples on each side are needed).")}
-    standard_error = (f", standard error {fmt(change['standard_error'])}"
-                      if change["standard_error"] is not None else "")
+    standard_error = (f", one-sided p {_p_text(change['p_value'])}"
+                      if change["p_value"] is not None else "")
     return {
         "kind": "bad" if change["got_worse"] else "good",
         "strong": ("The model as a whole got worse" if change["got_worse"]
@@ -229,6 +231,7 @@ def _worse_rows(worse: List[dict]) -> List[dict]:
             was = {"title": f"trailing window used {', '.join(trailing_versions)}",
                    "text": f"was {truncate(', '.join(trailing_versions), 20)}"}
         rows.append({"rank": rank, "exercise": r["exercise"], "date": r["date"],
+                     "p": _p_text(r["p_value"]), "q": _p_text(r["q_value"]),
                      "ll": fmt(r["mean_log_likelihood"]),
                      "trailing": fmt(r["trailing_mean_log_likelihood"]),
                      "change": fmt(r["change"], signed=True), "exact": f"{r['change']:.6f}",
@@ -239,13 +242,33 @@ def _worse_rows(worse: List[dict]) -> List[dict]:
     return rows
 
 
-def _no_regressions(records: Records, worse, trailing_days: int, min_samples: int) -> str:
+def _p_text(value: Optional[float]) -> str:
+    """A p-value as the table shows it: "0.012", "<0.001", "n/a"."""
+    if value is None:
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _no_regressions(tested: dict, worse) -> str:
     if worse:
         return ""
-    compared = sum(1 for days in records.exercises.values()
-                   if compare(days, trailing_days, min_samples) is not None)
-    return (f"none of the {compared:,} exercises compared got worse" if compared else
-            "no exercise has enough history to compare yet")
+    compared = len(tested["tests"])
+    return (f"none of the {plural(compared, 'exercise')} compared on {tested['date']} got "
+            f"significantly worse" if compared else
+            "no exercise has enough samples and history to compare on the latest day")
+
+
+def _test_description(tested: dict) -> dict:
+    """How the table's exercises were chosen, for the page's note."""
+    factor = tested["noise_factor"]
+    return {
+        "fdr": f"{100 * tested['fdr']:g}%",
+        "overall_alpha": f"{OVERALL_ALPHA:g}",
+        "compared": plural(len(tested["tests"]), "exercise"),
+        "date": tested["date"] or "the latest day",
+        "noise": (f"{factor:.2f}" if tested["calibrated"] else None),
+        "calibration_tests": f"{tested['calibration_tests']:,}",
+    }
 
 
 def _panels(records: Records, busiest, worse, trailing_days: int, min_samples: int) -> List[dict]:

@@ -8,6 +8,12 @@ predictions, plus the summed log likelihood. Means, calibration and AUC are
 read off the sums at the end. AUC is computed from the score histogram with
 NUM_SCORE_BINS bins of width 0.01: it equals the exact AUC of the predictions
 rounded down to the bin (pairs in one bin count one half).
+
+The vector also counts the students behind each (day, exercise): one
+student's attempts are far from independent, so the regression test
+(models.regressions) takes its degrees of freedom from the students, not the
+attempts. That count adds up across workers as long as all of a student's
+attempts are accumulated in one call, as the replay's student batches do.
 """
 
 import datetime
@@ -22,7 +28,8 @@ _POSITIVE, _NEGATIVE, _SUM_P = (slice(i * NUM_SCORE_BINS, (i + 1) * NUM_SCORE_BI
                                 for i in range(3))
 _SUM_LL = 3 * NUM_SCORE_BINS
 _SUM_LL_SQUARED = _SUM_LL + 1  # for the day's spread, so a drop can be tested against noise
-ACCUMULATOR_SIZE = _SUM_LL_SQUARED + 1
+_STUDENTS = _SUM_LL_SQUARED + 1
+ACCUMULATOR_SIZE = _STUDENTS + 1
 _MICROS_PER_DAY = 86_400 * 1_000_000
 _EPOCH_DAY = datetime.date(1970, 1, 1)
 
@@ -46,8 +53,11 @@ def score_bins(p: np.ndarray) -> np.ndarray:
 
 
 def accumulate(days: np.ndarray, exercises: np.ndarray, logits: np.ndarray,
-               correct: np.ndarray) -> Dict[Tuple[int, str], np.ndarray]:
-    """Rows -> {(day, exercise): accumulator}, with (day, ALL_EXERCISES) too."""
+               correct: np.ndarray, students: Optional[np.ndarray] = None
+               ) -> Dict[Tuple[int, str], np.ndarray]:
+    """Rows -> {(day, exercise): accumulator}, with (day, ALL_EXERCISES) too.
+    `students`: a student id per row (e.g. the user hash); every student's
+    rows must all be in this call. None: each row counts as one student."""
     p = 1.0 / (1.0 + np.exp(-logits))
     bins = score_bins(p)
     ll = log_likelihoods(logits, correct)
@@ -64,6 +74,13 @@ def accumulate(days: np.ndarray, exercises: np.ndarray, logits: np.ndarray,
         np.add.at(flat, (inverse, bins + _SUM_P.start), p)
         np.add.at(flat, (inverse, _SUM_LL), ll)
         np.add.at(flat, (inverse, _SUM_LL_SQUARED), ll * ll)
+        if students is None:
+            flat[:, _STUDENTS] = np.bincount(inverse, minlength=len(keys))
+        else:
+            _, student_codes = np.unique(students, return_inverse=True)
+            pairs = np.unique(inverse * (int(student_codes.max()) + 1) + student_codes)
+            flat[:, _STUDENTS] = np.bincount(pairs // (int(student_codes.max()) + 1),
+                                             minlength=len(keys))
         for key, accumulator in zip(keys, flat):
             day, exercise = divmod(int(key), len(names) + 1)
             name = label or str(names[exercise])
@@ -109,6 +126,7 @@ def metrics_record(day: int, exercise: str, model_version: str,
     return {
         "date": day_string(day), "exercise": exercise, "model_version": model_version,
         "samples": int(total),
+        "students": int(round(accumulator[_STUDENTS])),
         "mean_log_likelihood": mean_ll,
         "log_likelihood_std": spread,
         "observed_correct": _ratio(positives.sum(), total),

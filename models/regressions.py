@@ -13,7 +13,8 @@ exercise together)::
 
 * ``regressions(records)``: the exercises whose latest day's mean log
   likelihood is significantly below their trailing (sample-weighted) average,
-  worst first.
+  worst first; ``day_tests(records)``: every comparison of that day, with its
+  p-value and the test's settings.
 * ``overall_change(records)``: the same comparison for ``"__all__"``, so a
   report can say whether the model as a whole got worse.
 * ``Records.build(records)``: the records parsed and merged per (exercise,
@@ -38,13 +39,32 @@ import datetime
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from scipy.stats import t as student_t
+
 from models.evaluation import weighted_mean
 
 ALL_EXERCISES = "__all__"
-# A drop counts as a regression only when it exceeds this many standard
-# errors of the difference of means (per-attempt spread from the records):
-# with thousands of exercises a plain "below the average" flags half of them.
-SIGNIFICANCE_Z = 2.0
+# Which drops are regressions. Each exercise's latest day is one test, and a
+# day has as many tests as exercises: at a fixed 2-sigma threshold a steady
+# model on ~50 exercises raised one or two false alarms a day. So the day's
+# exercises are tested together, with Benjamini-Hochberg at this false
+# discovery rate on one-sided p-values (expected share of false alarms among
+# the flagged; with nothing wrong, a flag on about one day in 20).
+FALSE_DISCOVERY_RATE = 0.05
+# The model as a whole is one test a day: flagged below this p-value.
+OVERALL_ALPHA = 0.01
+# Days vary more than the per-attempt spread says (one student's attempts are
+# not independent; who practises an exercise changes from day to day): on
+# simulated data with a fixed model, z-scores of the drop had about twice the
+# variance they should. The standard error is therefore scaled by a noise
+# factor measured on the same comparisons of the previous CALIBRATION_DAYS days
+# (median of z^2 over the median of a chi-square with 1 degree of freedom, at
+# least 1), once at least MIN_CALIBRATION_TESTS of them exist.
+CALIBRATION_DAYS = 28
+MIN_CALIBRATION_TESTS = 10
+# The factor before that: what the simulated data showed (1.6 to 2.6).
+UNCALIBRATED_NOISE_FACTOR = 2.0
+CHI2_1_MEDIAN = 0.454936423119572
 
 
 # --------------------------------------------------------------------------
@@ -68,6 +88,7 @@ class Day:
     exercise: str
     versions: Tuple[str, ...]
     samples: int
+    students: Optional[int]      # None in records written before it was counted
     ll: Optional[float]
     ll_squared: Optional[float]  # mean of squared log likelihoods: the day's spread
     observed: Optional[float]
@@ -135,6 +156,8 @@ def _parse(record) -> Day:
         exercise=exercise,
         versions=versions,
         samples=_count(record.get("samples")),
+        students=None if _number(record.get("students")) is None else _count(
+            record.get("students")),
         ll=ll,
         ll_squared=(None if ll is None or spread is None else spread ** 2 + ll ** 2),
         observed=_number(record.get("observed_correct")),
@@ -166,6 +189,8 @@ def combine(days: Sequence[Day], date: datetime.date, exercise: str) -> Day:
         exercise=exercise,
         versions=tuple(sorted({v for day in days for v in day.versions})),
         samples=sum(day.samples for day in days),
+        students=(None if any(day.students is None for day in days) else
+                  sum(day.students for day in days)),
         ll=weighted_mean((day.samples, day.ll) for day in days),
         ll_squared=(None if any(day.ll_squared is None for day in days) else
                     weighted_mean((day.samples, day.ll_squared) for day in days)),
@@ -225,13 +250,16 @@ class Records:
 # --------------------------------------------------------------------------
 # Regressions
 
-def check_options(trailing_days: int, min_samples: int, top: Optional[int] = None) -> None:
+def check_options(trailing_days: int, min_samples: int, top: Optional[int] = None,
+                  fdr: float = FALSE_DISCOVERY_RATE) -> None:
     if int(trailing_days) < 1:
         raise ValueError("trailing_days must be at least 1")
     if min_samples < 0:
         raise ValueError("min_samples must be >= 0")
     if top is not None and top < 0:
         raise ValueError("top must be >= 0 (or None for all)")
+    if not 0 < fdr < 1:
+        raise ValueError("fdr must be in (0, 1)")
 
 
 def usable(days: Sequence[Day]) -> List[Day]:
@@ -239,9 +267,16 @@ def usable(days: Sequence[Day]) -> List[Day]:
     return [d for d in days if d.samples > 0 and d.ll is not None]
 
 
+def _until(days: Sequence[Day], as_of: Optional[datetime.date]) -> List[Day]:
+    return list(days) if as_of is None else [d for d in days if d.date <= as_of]
+
+
 def compare(days: Sequence[Day], trailing_days: int, min_samples: int) -> Optional[dict]:
     """The latest usable day against the sample-weighted mean of the
-    `trailing_days` usable days before it; None below `min_samples`."""
+    `trailing_days` usable days before it; None below `min_samples` samples
+    on that day or in that window. ``standard_error`` is the plain one (the
+    days' per-attempt spread over their samples, None without it); the
+    callers scale it by the noise factor and test it."""
     days = usable(days)
     if len(days) < 2:
         return None
@@ -249,13 +284,22 @@ def compare(days: Sequence[Day], trailing_days: int, min_samples: int) -> Option
     trailing_samples = sum(d.samples for d in window)
     if latest.samples < min_samples or trailing_samples < min_samples:
         return None
+    students = None
+    if latest.students is not None and all(d.students is not None for d in window):
+        students = (latest.students, sum(d.students for d in window))
+        if min(students) < 2:
+            return None     # one student's attempts are one observation
     trailing = sum(d.samples * d.ll for d in window) / trailing_samples
-    standard_error = None
+    standard_error = degrees_of_freedom = None
     if latest.ll_squared is not None and all(d.ll_squared is not None for d in window):
         trailing_squared = sum(d.samples * d.ll_squared for d in window) / trailing_samples
-        standard_error = math.sqrt(
-            max(0.0, latest.ll_squared - latest.ll ** 2) / latest.samples
-            + max(0.0, trailing_squared - trailing ** 2) / trailing_samples)
+        variances = (max(0.0, latest.ll_squared - latest.ll ** 2) / latest.samples,
+                     max(0.0, trailing_squared - trailing ** 2) / trailing_samples)
+        standard_error = math.sqrt(sum(variances))
+        if students is not None and standard_error > 0:
+            # Welch-Satterthwaite, with students (not attempts) as the units
+            degrees_of_freedom = sum(variances) ** 2 / sum(
+                v * v / (n - 1) for v, n in zip(variances, students))
     change = latest.ll - trailing
     return {
         "exercise": latest.exercise,
@@ -263,11 +307,10 @@ def compare(days: Sequence[Day], trailing_days: int, min_samples: int) -> Option
         "mean_log_likelihood": latest.ll,
         "trailing_mean_log_likelihood": trailing,
         "change": change,
-        # Without the days' spread (older records) every drop counts.
         "standard_error": standard_error,
-        "significant": change < 0 and (standard_error is None
-                                       or change < -SIGNIFICANCE_Z * standard_error),
+        "degrees_of_freedom": degrees_of_freedom,
         "samples": latest.samples,
+        "students": latest.students,
         "trailing_samples": trailing_samples,
         "trailing_days": len(window),
         "trailing_start": window[0].date.isoformat(),
@@ -277,45 +320,170 @@ def compare(days: Sequence[Day], trailing_days: int, min_samples: int) -> Option
     }
 
 
-def regressions(records, trailing_days: int = 7, min_samples: int = 30,
-                top: Optional[int] = 10) -> List[dict]:
-    """Exercises whose latest day is worse than their trailing average, worst first.
+def _earlier_statistics(days: Sequence[Day], trailing_days: int, min_samples: int,
+                        history: int) -> List[float]:
+    """change / standard error of each of the `history` usable days before
+    the latest, each against its own trailing window (the same test, on days
+    already past)."""
+    days = usable(days)[-(history + int(trailing_days) + 1):]
+    out = []
+    for end in range(max(2, len(days) - history), len(days)):
+        earlier = compare(days[:end], trailing_days, min_samples)
+        if earlier is not None and earlier["standard_error"]:
+            out.append(earlier["change"] / earlier["standard_error"])
+    return out
 
-    For every exercise (not ``"__all__"``), its latest day with data is
-    compared with the sample-weighted mean of ``mean_log_likelihood`` over its
-    previous ``trailing_days`` days with data. Exercises whose latest day, or
-    whose trailing window in total, has fewer than ``min_samples`` samples are
-    skipped. Returns dicts with exercise, date, mean_log_likelihood,
-    trailing_mean_log_likelihood, change (latest - trailing; negative = worse),
-    samples, trailing_samples, trailing_days, trailing_start, trailing_end,
-    model_version, trailing_model_versions, standard_error and significant,
-    only for significant drops (change below -SIGNIFICANCE_Z standard errors, or
-    any drop for records without log_likelihood_std), sorted by
-    change ascending, at most ``top`` (None: all).
+
+def noise_factor(statistics: Sequence[float]) -> Tuple[float, bool]:
+    """(factor, calibrated): how much more the earlier days' statistics vary
+    than sampling alone explains, median(z^2) / median of chi-square(1),
+    never below 1; (UNCALIBRATED_NOISE_FACTOR, False) with fewer than
+    MIN_CALIBRATION_TESTS of them."""
+    if len(statistics) < MIN_CALIBRATION_TESTS:
+        return UNCALIBRATED_NOISE_FACTOR, False
+    squares = sorted(z * z for z in statistics)
+    middle = len(squares) // 2
+    median = squares[middle] if len(squares) % 2 else (squares[middle - 1] + squares[middle]) / 2
+    return max(1.0, median / CHI2_1_MEDIAN), True
+
+
+def _test(result: dict, factor: float) -> None:
+    """Adds z and the one-sided p-value of the drop, with the standard error
+    scaled by sqrt(factor)."""
+    result["noise_factor"] = factor
+    if result["standard_error"]:
+        z = result["change"] / (result["standard_error"] * math.sqrt(factor))
+        result["z"] = z
+        if result["degrees_of_freedom"]:    # Student's t: few students, heavy tails
+            result["p_value"] = float(student_t.cdf(z, result["degrees_of_freedom"]))
+        else:
+            result["p_value"] = 0.5 * math.erfc(-z / math.sqrt(2.0))    # P(Z <= z)
+    elif result["standard_error"] == 0.0 and result["change"] != 0:
+        result["z"] = math.copysign(math.inf, result["change"])
+        result["p_value"] = 0.0 if result["change"] < 0 else 1.0
+    else:
+        result["z"] = result["p_value"] = None
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> List[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the given order:
+    rejecting every test with q <= alpha keeps the expected share of false
+    discoveries among the rejected at most alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * m / rank)
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+def _as_date(value) -> Optional[datetime.date]:
+    return None if value is None else _date(value)
+
+
+def day_tests(records, trailing_days: int = 7, min_samples: int = 30, *,
+              fdr: float = FALSE_DISCOVERY_RATE, as_of=None) -> dict:
+    """Every exercise compared on the latest day (or `as_of`), tested.
+
+    The day's family: each exercise with data on that day is compared with
+    its trailing window (``compare``); an exercise without data that day is
+    not compared again. Each drop gets a one-sided p-value, z = change /
+    (standard error x sqrt(noise factor)); the noise factor is estimated from
+    the same comparisons of every exercise on the CALIBRATION_DAYS days
+    before (``noise_factor``). Benjamini-Hochberg over the family at false
+    discovery rate `fdr` decides which drops are ``significant``. Records
+    without log_likelihood_std (older monitor output) have no p-value and
+    every drop counts.
+
+    Returns {"date", "fdr", "noise_factor", "calibrated", "calibration_tests",
+    "tests": [compare() results plus noise_factor, z, p_value, q_value,
+    significant], sorted by change}.
     """
-    check_options(trailing_days, min_samples, top)
+    check_options(trailing_days, min_samples, fdr=fdr)
     data = Records.build(records)
-    found = []
-    for days in data.exercises.values():
+    as_of = _as_date(as_of)
+    series = {name: _until(days, as_of) for name, days in data.exercises.items()}
+    dates = [usable(days)[-1].date for days in series.values() if usable(days)]
+    date = as_of if as_of is not None else max(dates, default=None)
+    tests, statistics, own = [], [], {}
+    for name, days in series.items():
+        earlier = _earlier_statistics(days, trailing_days, min_samples, CALIBRATION_DAYS)
+        statistics += earlier
         result = compare(days, trailing_days, min_samples)
-        if result is not None and result["significant"]:
-            found.append(result)
-    found.sort(key=lambda r: (r["change"], r["exercise"]))
+        if result is not None and result["date"] == (date and date.isoformat()):
+            tests.append(result)
+            factor, calibrated = noise_factor(earlier)
+            own[name] = factor if calibrated else 1.0
+    factor, calibrated = noise_factor(statistics)
+    for result in tests:
+        _test(result, max(factor, own[result["exercise"]]))
+    tested = [r for r in tests if r["p_value"] is not None]
+    for result, q in zip(tested, benjamini_hochberg([r["p_value"] for r in tested])):
+        result["q_value"] = q
+    for result in tests:
+        result.setdefault("q_value", None)
+        result["significant"] = result["change"] < 0 and (
+            result["q_value"] is None or result["q_value"] <= fdr)
+    tests.sort(key=lambda r: (r["change"], r["exercise"]))
+    return {"date": date.isoformat() if date else None, "fdr": fdr, "noise_factor": factor,
+            "calibrated": calibrated, "calibration_tests": len(statistics), "tests": tests}
+
+
+def regressions(records, trailing_days: int = 7, min_samples: int = 30,
+                top: Optional[int] = 10, *, fdr: float = FALSE_DISCOVERY_RATE,
+                as_of=None) -> List[dict]:
+    """Exercises whose latest day is significantly worse than their trailing
+    average, worst first.
+
+    For every exercise (not ``"__all__"``) with data on the latest day of the
+    records (or `as_of`), that day is compared with the sample-weighted mean
+    of ``mean_log_likelihood`` over its previous ``trailing_days`` days with
+    data; exercises with fewer than ``min_samples`` samples on that day or in
+    that window are not compared. A drop is significant when
+    Benjamini-Hochberg over the day's comparisons keeps it at false discovery
+    rate ``fdr`` (``day_tests``). Returns the significant ones as dicts with
+    exercise, date, mean_log_likelihood, trailing_mean_log_likelihood, change
+    (latest - trailing; negative = worse), samples, trailing_samples,
+    trailing_days, trailing_start, trailing_end, model_version,
+    trailing_model_versions, standard_error, noise_factor, z, p_value,
+    q_value and significant, sorted by change ascending, at most ``top``
+    (None: all).
+    """
+    check_options(trailing_days, min_samples, top, fdr)
+    found = [r for r in day_tests(records, trailing_days, min_samples, fdr=fdr,
+                                  as_of=as_of)["tests"] if r["significant"]]
     return found if top is None else found[:top]
 
 
-def overall_change(records, trailing_days: int = 7, min_samples: int = 30) -> Optional[dict]:
-    """The same comparison for all exercises together (``"__all__"``).
+def overall_change(records, trailing_days: int = 7, min_samples: int = 30, *,
+                   as_of=None) -> Optional[dict]:
+    """The same comparison for all exercises together (``"__all__"``): a single
+    test, ``got_worse`` when its one-sided p-value is at most OVERALL_ALPHA,
+    with the larger of the noise factors of its own earlier days and of the
+    exercises' (``day_tests``).
 
-    Returns the dict described in ``regressions`` (exercise ``"__all__"``) plus
-    ``got_worse`` (a significant drop), whether or not it got worse; None when there is
-    no earlier day, or too few samples, to compare with. Dates without an
+    Returns the dict described in ``regressions`` (exercise ``"__all__"``)
+    plus ``got_worse``, whether or not it got worse; None when there is no
+    earlier day, or too few samples, to compare with. Dates without an
     ``"__all__"`` record use the sample-weighted union of their exercises.
     """
     check_options(trailing_days, min_samples)
-    result = compare(Records.build(records).overall, trailing_days, min_samples)
-    if result is not None:
-        result["got_worse"] = result["significant"]
+    data = Records.build(records)
+    days = _until(data.overall, _as_date(as_of))
+    result = compare(days, trailing_days, min_samples)
+    if result is None:
+        return None
+    # One series has few earlier days to measure its noise on: take the
+    # exercises' factor when it is larger.
+    own, _ = noise_factor(_earlier_statistics(days, trailing_days, min_samples,
+                                              CALIBRATION_DAYS))
+    exercises = day_tests(data, trailing_days, min_samples, as_of=as_of)["noise_factor"]
+    _test(result, max(own, exercises))
+    result["got_worse"] = result["significant"] = result["change"] < 0 and (
+        result["p_value"] is None or result["p_value"] <= OVERALL_ALPHA)
     return result
 
 

@@ -37,16 +37,20 @@ from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions,
                                ProblemLogOptions, UsageError, checked_options, command_line,
                                output_path,
                                parse_problem_number_range, read_window, submits_only)
+from pipelines.progress import run_pipeline
 from transforms.monitoring import (DailyMetrics, WriteDailyFiles, WriteDailyMetricsToBigQuery,
                                    WriteDashboard)
 from transforms.read import DEAD_LETTER
 from transforms.read_bigquery import parse_table
-from transforms.run_summary import counter_values, summarize
+from transforms.run_summary import counted, counter_values, summarize
 from transforms.sessionize import SessionizeByStudent
 from transforms.write import WriteJsonLines, read_json_lines
 
 DAILY = ("metrics", "daily")
 DASHBOARD = "dashboard.html"
+# What the progress lines count (pipelines.progress).
+PROGRESS = (("records_read", "record", "read"), ("students", "student", "replayed"),
+            ("rows_scored", "attempt", "scored"))
 
 
 class MonitorOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions, PipelineOptions):
@@ -146,6 +150,21 @@ def _day_span(days) -> dict:
             "last": days[-1] if days else None}
 
 
+def verdict(tested: dict, overall) -> str:
+    """The latest day's regressions in one sentence."""
+    worse = sum(1 for r in tested["tests"] if r["significant"])
+    if not tested["tests"]:
+        text = (f"No exercise had enough samples and history to compare on "
+                f"{tested['date'] or 'the latest day'}")
+    else:
+        text = (f"On {tested['date']}, {worse:,} of the "
+                f"{counted(len(tested['tests']), 'exercise')} compared got significantly "
+                f"worse than their trailing average")
+    if overall and overall["got_worse"]:
+        return text + "; the model as a whole got worse."
+    return text + "."
+
+
 def run(argv=None) -> dict:
     """Run the monitor; returns its summary (also written to monitor_summary.json)."""
     started = time.monotonic()
@@ -161,17 +180,19 @@ def run(argv=None) -> dict:
 
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
-    result = pipeline.run()
     if submits_only(pipeline_options):
+        pipeline.run()
         print(f"Job submitted; it writes the daily metrics and the dashboard under "
               f"{options.output} (no monitor_summary.json for a templated launch).")
         return {}
-    result.wait_until_finish()
+    result = run_pipeline(pipeline, pipeline_options, PROGRESS, started=started)
 
     counters = counter_values(result)
     records = read_json_lines(output_path(options.output, *DAILY, "*.jsonl"))
     dashboard = output_path(options.output, DASHBOARD)
     start, end = settings["window"]
+    tested = regressions.day_tests(records, options.trailing_days,
+                                   options.regression_min_samples)
     summary = {
         **{name: value for name, value in summarize(counters).items()
            if name.startswith(("records", "dead_letter", "duplicates", "students"))},
@@ -184,8 +205,13 @@ def run(argv=None) -> dict:
         "days_in_output": _day_span(sorted({record["date"] for record in records})),
         "overall_change": regressions.overall_change(
             records, options.trailing_days, options.regression_min_samples),
-        "regressions": regressions.regressions(
-            records, options.trailing_days, options.regression_min_samples),
+        "regressions": [r for r in tested["tests"] if r["significant"]][:10],
+        "regression_test": {
+            "date": tested["date"], "exercises_compared": len(tested["tests"]),
+            "false_discovery_rate": tested["fdr"], "noise_factor": tested["noise_factor"],
+            "noise_factor_calibrated": tested["calibrated"],
+            "trailing_days": options.trailing_days,
+            "min_samples": options.regression_min_samples},
         "wall_time_seconds": round(time.monotonic() - started, 3),
         "outputs": {"daily_metrics": output_path(options.output, *DAILY, "<date>.jsonl"),
                     "dashboard": dashboard,
@@ -193,10 +219,10 @@ def run(argv=None) -> dict:
     }
     with FileSystems.create(summary["outputs"]["summary"]) as handle:
         handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
-    print(f"Scored {summary['rows_scored']} attempts of model version "
-          f"{summary['model_version']!r} ({summary['rows_without_params']} on exercises "
-          f"without parameters); {len(summary['regressions'])} exercises got significantly "
-          f"worse than their trailing average. Dashboard: {dashboard}")
+    print(f"Scored {counted(summary['rows_scored'], 'attempt')} of model version "
+          f"{summary['model_version']!r} ({summary['rows_without_params']:,} on exercises "
+          f"without parameters). {verdict(tested, summary['overall_change'])}\n"
+          f"Dashboard: {dashboard}")
     if summary["rows_scored"] == 0:
         raise JobFailed("no attempt inside the window could be scored; check --input, the "
                         "date window and --params")

@@ -112,6 +112,60 @@ class ProblemLogOptions(PipelineOptions):
                                 "today in UTC); set it to re-run or backfill a given night.")
 
 
+PROGRESS_MODES = ("auto", "always", "never")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The project's own loggers; everything else (Beam, Google clients) is "theirs".
+OWN_LOGGERS = ("pipelines", "transforms", "models", "dashboard", "container", "__main__")
+
+
+class OperatorOptions(PipelineOptions):
+    """What a run prints while it works (every entry point; not template
+    parameters: they do not change what a job computes)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("progress and logging")
+        group.add_argument("--progress", default="auto", choices=PROGRESS_MODES,
+                           help="Progress lines while the job runs (every few seconds on the "
+                                "DirectRunner: records read, students replayed, exercises "
+                                "fitted, elapsed time). 'auto': only when stdout is a "
+                                "terminal. On Dataflow the job id and console URL are "
+                                "always printed.")
+        group.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                           help="Level of the project's own log messages.")
+        group.add_argument("--beam_log_level", default="ERROR", type=str.upper,
+                           choices=LOG_LEVELS,
+                           help="Level of Beam's own log messages, including those the "
+                                "DirectRunner's worker processes forward "
+                                "(--direct_running_mode=multi_processing).")
+
+
+def operator_settings(argv) -> argparse.Namespace:
+    """--progress, --log_level and --beam_log_level from `argv` (UsageError
+    for a bad value), before Beam parses anything."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    OperatorOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    try:
+        settings, _ = parser.parse_known_args(list(argv))
+    except argparse.ArgumentError as error:
+        raise UsageError(str(error)) from None
+    return settings
+
+
+def configure_logging(level: str = "INFO", beam_level: str = "ERROR") -> None:
+    """Our loggers at `level`, Beam's at `beam_level`, everything else at
+    WARNING, all to stderr as 'LEVEL logger: message'."""
+    root = logging.getLogger()
+    if not any(isinstance(handler, logging.StreamHandler) for handler in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger("apache_beam").setLevel(beam_level)
+
+
 def parse_problem_number_range(text: str):
     """'LO,HI' -> (LO, HI) for LO <= problem_number < HI; '' -> all attempts."""
     if not text:
@@ -268,7 +322,7 @@ def print_options_help(prog: str, description: str, *options_classes) -> None:
         epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
-    for options_class in options_classes:
+    for options_class in tuple(options_classes) + (OperatorOptions,):
         options_class._add_argparse_args(parser)
     parser.print_help()
 
@@ -280,8 +334,9 @@ def command_line(prog: str, description: str, options_classes, run, argv=None) -
     if "-h" in argv or "--help" in argv:
         print_options_help(prog, description, *options_classes)
         return
-    logging.getLogger().setLevel(logging.WARNING)
     try:
+        settings = operator_settings(argv)
+        configure_logging(settings.log_level, settings.beam_log_level)
         run(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -38,13 +38,14 @@ from pipelines.option_types import non_negative_int, positive_float, positive_in
 from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, checked_options,
                                command_line, output_path, parse_problem_number_range,
                                submits_only)
+from pipelines.progress import run_pipeline
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
 from transforms.fit import FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import ROWS, ReplayKnowledgeState
-from transforms.run_summary import counter_values, summarize
+from transforms.run_summary import counted, counter_values, summarize
 from transforms.sessionize import SessionizeByStudent
 from transforms.write import WriteJsonLines, WriteSortedJsonLines
 
@@ -155,8 +156,9 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
         output_path(store, "knowledge_model", "params", "params"), lambda r: r["exercise"])
     _ = ((logs[DEAD_LETTER], students[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
          | "WriteDeadLetter" >> WriteJsonLines(output_path(store, "dead_letter", "dead_letter")))
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_pipeline(pipeline, PipelineOptions(argv), (
+        ("records_read", "record", "read"), ("students", "student", "replayed"),
+        ("sparse_examples", "example", "stored"), ("exercises_fitted", "exercise", "fitted")))
     counts = summarize(counter_values(result))
     counts["sparse_examples"] = counter_values(result).get("sparse_examples", 0)
     with FileSystems.create(output_path(store, "store.json")) as handle:
@@ -208,12 +210,17 @@ def train(argv, options: BoostedOptions, store: str, templates, l1_values,
          | "WriteEvaluation" >> beam.io.WriteToText(
              output_path(output, "evaluation"), file_name_suffix=".json", num_shards=1,
              shard_name_template=""))
-    result = pipeline.run()
     if not wait:
+        pipeline.run()
         return {}
-    result.wait_until_finish()
+    run_pipeline(pipeline, PipelineOptions(argv),
+                 (("boosting_iterations", "iteration", "done", options.iterations),))
     with FileSystems.open(output_path(output, "evaluation.json")) as handle:
         return json.loads(handle.read().decode("utf-8"))
+
+
+def _number(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def run(argv=None) -> dict:
@@ -263,16 +270,16 @@ def run(argv=None) -> dict:
     with FileSystems.create(summary_path) as handle:
         handle.write(json.dumps(summary, indent=2).encode("utf-8"))
     if store_build:
-        print(f"store built from {store_build['records_read']} ProblemLogs: "
-              f"{store_build['sparse_examples']} examples, "
-              f"{store_build['dead_lettered_total']} records dead-lettered")
+        print(f"Store built from {counted(store_build['records_read'], 'ProblemLog')}: "
+              f"{counted(store_build['sparse_examples'], 'example')}, "
+              f"{counted(store_build['dead_lettered_total'], 'record')} dead-lettered.")
     knowledge = summary["knowledge_model"]["holdout_log_likelihood"]
     for model in models:
-        print(f"l1={model['l1']}: {model['nonzero_weights']} of {model['features']} weights "
-              f"non-zero, holdout log likelihood {model['holdout_log_likelihood']}, "
-              f"AUC {model['holdout_auc']}")
-    print(f"knowledge model on the same holdout students: log likelihood {knowledge}")
-    print(f"outputs under {options.output} (store: {store}); "
+        print(f"l1={model['l1']:g}: {model['nonzero_weights']:,} of "
+              f"{counted(model['features'], 'weight')} non-zero, holdout log likelihood "
+              f"{_number(model['holdout_log_likelihood'])}, AUC {_number(model['holdout_auc'])}")
+    print(f"Knowledge model on the same holdout students: log likelihood {_number(knowledge)}")
+    print(f"Outputs under {options.output} (store: {store}); "
           f"wall time {summary['wall_time_seconds']:.1f} s")
     return summary
 

@@ -34,6 +34,7 @@ from pipelines.option_types import IntBetween, non_negative_float, positive_int
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
                                UsageError, checked_options, command_line, output_path,
                                parse_problem_number_range, read_window, submits_only)
+from pipelines.progress import run_pipeline
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
@@ -47,6 +48,9 @@ OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter", "d
 PARAMS_SINKS = ("files", "datastore")
 MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SUMMARY = "run_summary.json"
+# What the progress lines count (pipelines.progress).
+PROGRESS = (("records_read", "record", "read"), ("students", "student", "replayed"),
+            ("exercises_fitted", "exercise", "fitted"))
 
 
 class KnowledgeModelOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions,
@@ -252,13 +256,13 @@ def run(argv=None) -> dict:
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
     try:
-        result = pipeline.run()
         if submits_only(pipeline_options):
+            pipeline.run()
             print(f"Job submitted; it writes the parameters under {options.output}"
                   f"{' and to Datastore' if options.params_sink == 'datastore' else ''} "
                   f"(no run_summary.json for a templated launch).")
             return {}
-        result.wait_until_finish()
+        result = run_pipeline(pipeline, pipeline_options, PROGRESS, started=started)
     except Exception as error:
         if options.params_sink != "datastore":
             raise

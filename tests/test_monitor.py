@@ -1,7 +1,7 @@
 """pipelines.monitor end to end: the daily aggregates equal an in-memory
 computation from serving predictions, a day monitored twice is not doubled, a
-deliberately worse model shows up as a regression, and the metrics fit the
-BigQuery table schema."""
+deliberately worse model shows up as a regression while a fixed one raises
+(almost) no alarm for a month, and the metrics fit the BigQuery table schema."""
 
 import collections
 import datetime
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models import serving
+from models import regressions, serving
 from models.monitoring import ALL_EXERCISES, NUM_SCORE_BINS, accumulate, metrics_record
 from pipelines import generate_sample, monitor
 from pipelines.options import UsageError
@@ -55,13 +55,13 @@ def _day(micros):
 
 
 def in_memory_predictions(sample, model):
-    """(day, exercise, p, correct) of every attempt in the window, from serving."""
+    """(day, exercise, p, correct, user) of every attempt in the window, from serving."""
     predictions = []
     for history in histories(sample).values():
         for log, p in model.predict_each(history):
             if p is not None and START <= _day(log.time_done) <= END:
                 predictions.append((_day(log.time_done).isoformat(), log.exercise, p,
-                                    log.correct))
+                                    log.correct, log.user))
     return predictions
 
 
@@ -69,9 +69,9 @@ def test_daily_aggregates_equal_an_in_memory_computation(sample, trained, monito
     output, summary = monitored
     predictions = in_memory_predictions(sample, serving.load_local(trained))
     groups = collections.defaultdict(list)
-    for day, exercise, p, correct in predictions:
-        groups[(day, exercise)].append((p, correct))
-        groups[(day, ALL_EXERCISES)].append((p, correct))
+    for day, exercise, p, correct, user in predictions:
+        groups[(day, exercise)].append((p, correct, user))
+        groups[(day, ALL_EXERCISES)].append((p, correct, user))
 
     records = {(r["date"], r["exercise"]): r
                for r in read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl"))}
@@ -83,6 +83,7 @@ def test_daily_aggregates_equal_an_in_memory_computation(sample, trained, monito
         record = records[key]
         assert record["model_version"] == "good"
         assert record["samples"] == len(rows)
+        assert record["students"] == len({row[2] for row in rows})
         ll = np.where(y, np.log(p), np.log1p(-p))
         assert record["mean_log_likelihood"] == pytest.approx(ll.mean(), abs=1e-9)
         assert record["log_likelihood_std"] == pytest.approx(ll.std(), abs=1e-6)
@@ -117,6 +118,16 @@ def test_accumulators_add_up_in_any_split():
         np.testing.assert_allclose(merged, accumulator, rtol=0, atol=1e-9)
         assert metrics_record(key[0], key[1], "v", merged)["samples"] == metrics_record(
             key[0], key[1], "v", accumulator)["samples"]
+    # students add up when each part holds whole students (as the replay's batches do)
+    users = rng.integers(0, 40, 500)
+    whole = accumulate(days, exercises, logits, correct, users)
+    parts = [accumulate(days[s], exercises[s], logits[s], correct[s], users[s])
+             for s in (users % 2 == 0, users % 2 == 1)]
+    for key in whole:
+        merged = sum(part.get(key, 0) for part in parts)
+        in_group = (days == key[0]) & ((exercises == key[1]) | (key[1] == ALL_EXERCISES))
+        assert metrics_record(key[0], key[1], "v", merged)["students"] == len(
+            set(users[in_group]))
 
 
 def test_monitoring_a_day_twice_does_not_double_it(sample, trained, monitored, tmp_path):
@@ -129,14 +140,15 @@ def test_monitoring_a_day_twice_does_not_double_it(sample, trained, monitored, t
     assert read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl")) == before
 
 
-def deliberately_worse(trained, directory):
+def deliberately_worse(trained, directory, only=None):
     """A copy of the trained model with every slope negated (the bias kept):
-    it now reads a student's history backwards."""
+    it now reads a student's history backwards. `only`: just that exercise."""
     shutil.copytree(trained, directory)
     params = read_jsonl(os.path.join(directory, "params", "params.jsonl"))
     with open(os.path.join(directory, "params", "params.jsonl"), "w", encoding="utf-8") as f:
         for record in params:
-            record["theta"] = record["theta"][:1] + [-value for value in record["theta"][1:]]
+            if only in (None, record["exercise"]):
+                record["theta"] = record["theta"][:1] + [-v for v in record["theta"][1:]]
             f.write(json.dumps(record) + "\n")
     summary_path = os.path.join(directory, "run_summary.json")
     with open(summary_path, encoding="utf-8") as handle:
@@ -200,3 +212,39 @@ def test_metrics_fit_the_bigquery_schema_and_replace_their_partition(bigquery, m
     assert write.table_reference(records[0]) == f"p:d.t${START:%Y%m%d}"
     assert write.write_disposition == "WRITE_TRUNCATE"
     assert write.method == write.Method.FILE_LOADS
+
+
+def test_a_fixed_model_raises_almost_no_alarm_and_a_degraded_exercise_still_does(tmp_path):
+    """The nightly regression test on simulated data with one fixed model,
+    38 nights in a row (each night sees the days up to it), then one night
+    where the busiest exercise's parameters are broken."""
+    sample = str(tmp_path / "sample")
+    generate_sample.main(["--output", sample, "--students", "2000", "--seed", "1"])
+    model, output = str(tmp_path / "model"), str(tmp_path / "monitor")
+    train(["--input", os.path.join(sample, "*.avro"), "--output", model,
+           "--model_version", "fixed"])
+    common = ["--input", os.path.join(sample, "*.avro"), "--output", output,
+              "--history_days", "40"]
+    monitor.run(common + ["--params", model, "--start_date", "2026-02-01",
+                          "--end_date", "2026-03-10"])
+    records = regressions.Records.build(
+        read_jsonl(os.path.join(output, "metrics", "daily", "*.jsonl")))
+    nights = [day.date for day in records.overall][7:]
+    assert len(nights) == 31
+    flagged, plain, model_wide = [], 0, 0
+    for night in nights:
+        tested = regressions.day_tests(records, as_of=night)
+        flagged += [(str(night), r["exercise"]) for r in tested["tests"] if r["significant"]]
+        plain += sum(1 for r in tested["tests"] if r["change"] < -2 * r["standard_error"])
+        model_wide += regressions.overall_change(records, as_of=night)["got_worse"]
+    assert plain >= 31          # the old 2-sigma rule: more than a false alarm a night
+    assert len(flagged) <= 1, flagged
+    assert model_wide <= 1
+
+    busiest = max(records.exercises, key=lambda name: sum(
+        day.samples for day in records.exercises[name][-7:]))
+    broken = deliberately_worse(model, str(tmp_path / "broken"), only=busiest)
+    summary = monitor.run(common + ["--params", broken, "--start_date", "2026-03-11",
+                                    "--end_date", "2026-03-11"])
+    assert [r["exercise"] for r in summary["regressions"]] == [busiest]
+    assert summary["regression_test"]["noise_factor_calibrated"]

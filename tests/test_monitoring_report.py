@@ -55,7 +55,7 @@ def day(i):
 # Synthetic monitoring records: real predictions and answers aggregated the way
 # the monitoring pipeline does, so every number on the page is consistent.
 
-def _aggregate(date, exercise, version, p, y):
+def _aggregate(date, exercise, version, p, y, students=None):
     n = len(y)
     per_attempt = np.where(y, np.log(p), np.log1p(-p))
     ll = float(np.mean(per_attempt)) if n else None
@@ -72,7 +72,8 @@ def _aggregate(date, exercise, version, p, y):
             "log_likelihood_std": float(np.std(per_attempt)) if n else None,
             "observed_correct": float(y.mean()) if n else None,
             "mean_predicted_correct": float(p.mean()) if n else None,
-            "auc": auc_score(p, y) if n else None, "calibration": bins}
+            "auc": auc_score(p, y) if n else None, "calibration": bins,
+            **({} if students is None else {"students": students})}
 
 
 def synthetic_records(days=30, exercises=20, seed=7, regression="long_division",
@@ -247,6 +248,95 @@ def test_every_date_a_record_can_carry():
         "0001-01-01", "0001-01-02", "9999-12-30", "9999-12-31"]
     assert [d for d, _ in mr.trailing_series(data.overall, 7, 30)][-1] == datetime.date.max
     assert mr.version_changes(data.overall) == []
+
+
+def steady_records(days=30, exercises=50, seed=11, degraded=None):
+    """A fixed model on data that does not change: each day an exercise is
+    practised by a few to ~100 students, each doing a run of attempts with
+    their own skill (so one student's attempts are correlated, as in real
+    logs), and the model predicts a shrunk version of the true probability.
+    exercise_00 is the busiest, exercise_49 the quietest. `degraded`:
+    (exercise index, day) on which that exercise's model loses its
+    features (predicts from the exercise's difficulty alone)."""
+    rng = np.random.default_rng(seed)
+    names = [f"exercise_{i:02d}" for i in range(exercises)]
+    students_a_day = -np.sort(-np.exp(rng.uniform(np.log(4), np.log(100), exercises)))
+    difficulty = rng.normal(0.6, 0.8, exercises)
+    records = []
+    for d in range(days):
+        ps, ys, everyone = [], [], 0
+        for i, name in enumerate(names):
+            students = rng.poisson(students_a_day[i])
+            runs = rng.geometric(1 / 6, students)
+            skill = np.repeat(rng.normal(0, 1.2, students), runs)
+            logit = difficulty[i] + skill + rng.normal(0, 0.3, len(skill))
+            y = rng.random(len(logit)) < 1 / (1 + np.exp(-logit))
+            p = 1 / (1 + np.exp(-0.8 * logit))
+            if degraded == (i, d):
+                p = np.full(len(logit), 1 / (1 + np.exp(-0.8 * difficulty[i])))
+            if not len(y):
+                continue
+            p = np.clip(p, 1e-4, 1 - 1e-4)
+            ps.append(p)
+            ys.append(y)
+            everyone += students
+            records.append(_aggregate(day(d), name, "v1", p, y, students))
+        records.append(_aggregate(day(d), mr.ALL_EXERCISES, "v1", np.concatenate(ps),
+                                  np.concatenate(ys), everyone))
+    return records
+
+
+def test_a_steady_model_raises_almost_no_alarm_for_30_days():
+    """Every night's test over 30 days of a fixed model on unchanging data:
+    the plain 2-sigma rule flags a couple of exercises most days; the day's
+    Benjamini-Hochberg test with the measured noise factor almost never."""
+    records = mr.Records.build(steady_records())
+    flagged, plain, model_wide = [], 0, 0
+    for d in range(1, 30):
+        tested = mr.day_tests(records, as_of=day(d))
+        assert all(r["date"] == day(d) for r in tested["tests"])
+        plain += sum(1 for r in tested["tests"]
+                     if r["change"] < -2 * r["standard_error"])
+        flagged += [(d, r["exercise"]) for r in tested["tests"] if r["significant"]]
+        model_wide += mr.overall_change(records, as_of=day(d))["got_worse"]
+        if d >= 12:
+            assert tested["calibrated"] and tested["noise_factor"] > 1.3
+    assert plain > 29          # the old rule: more than one false alarm a day
+    assert len(flagged) <= 1, flagged
+    assert model_wide <= 1
+
+
+def test_a_degraded_exercise_is_still_found():
+    records = steady_records(degraded=(5, 29))
+    worse = mr.regressions(records, top=None)
+    assert [r["exercise"] for r in worse] == ["exercise_05"]
+    (found,) = worse
+    assert found["q_value"] <= mr.FALSE_DISCOVERY_RATE and found["p_value"] < found["q_value"]
+    assert found["noise_factor"] > 1 and found["z"] < -3
+    tested = mr.day_tests(records)
+    assert tested["date"] == day(29) and len(tested["tests"]) >= 35
+    # too few samples that day: not compared at all
+    assert mr.regressions(records, min_samples=found["samples"] + 1, top=None) == []
+
+
+def test_benjamini_hochberg():
+    q = mr.benjamini_hochberg([0.01, 0.04, 0.03, 0.2])
+    # sorted: 0.01 * 4/1, 0.03 * 4/2, 0.04 * 4/3, 0.2 * 4/4, then the running
+    # minimum from the largest down: 0.04, 0.0533, 0.0533, 0.2
+    assert q == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    assert mr.benjamini_hochberg([0.5]) == [0.5] and mr.benjamini_hochberg([]) == []
+    assert mr.noise_factor([0.1] * 9) == (mr.UNCALIBRATED_NOISE_FACTOR, False)   # too few
+    assert mr.noise_factor([0.1] * 20) == (1.0, True)           # never below 1
+    assert mr.noise_factor([2.0] * 20)[0] == pytest.approx(4 / mr.CHI2_1_MEDIAN)
+
+
+def test_only_exercises_with_data_on_the_day_are_tested():
+    """An exercise whose last data is older is not flagged again every night."""
+    records = [record(day(i), "old", -0.5, 100) for i in range(5)]
+    records.append(record(day(5), "old", -0.9, 100))            # dropped on day 5...
+    records += [record(day(i), "busy", -0.5, 100) for i in range(8)]   # ...latest is day 7
+    assert mr.regressions(records) == []
+    assert [r["exercise"] for r in mr.regressions(records, as_of=day(5))] == ["old"]
 
 
 # --------------------------------------------------------------------------

@@ -250,7 +250,7 @@ def test_date_window_trains_on_exactly_those_days(history_days, sample, raw_reco
     for row in rows:
         np.testing.assert_allclose(
             row["x"], expected[(row["user"], row["exercise"], row["time_done"])], atol=1e-12)
-    assert summary["records_read"] == (summary["records_trained_on"] + summary["duplicates_dropped"]
+    assert summary["records_read"] == (summary["records_replayed"] + summary["duplicates_dropped"]
                                        + summary["dead_lettered_total"]
                                        + summary["records_outside_window"])
 
@@ -322,8 +322,8 @@ def test_bad_rows_are_dead_lettered_and_counted(raw_records, tmp_path):
     assert summary["duplicates_dropped"] == len(duplicates)
     assert summary["students_skipped"] == 1
     # Every good row is replayed once; nothing else is.
-    assert summary["rows_emitted"] == len(good) + 1 == summary["records_trained_on"]
-    assert (summary["records_trained_on"] + summary["duplicates_dropped"]
+    assert summary["rows_emitted"] == len(good) + 1 == summary["records_replayed"]
+    assert (summary["records_replayed"] + summary["duplicates_dropped"]
             + summary["dead_lettered_total"] == summary["records_read"])
     bad_json = next(r for r in dead if r["reason"] == "bad_json")
     assert bad_json["record"] == "{not json"

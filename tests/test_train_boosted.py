@@ -71,7 +71,7 @@ def store_table(store, columns=None):
 
 def test_store_build_accounts_for_every_record(trained, reference_features):
     build = trained.summary["store_build"]
-    assert build["records_read"] == build["records_trained_on"] == len(reference_features)
+    assert build["records_read"] == build["records_replayed"] == len(reference_features)
     assert build["sparse_examples"] == len(reference_features)
     assert build["dead_lettered_total"] == 0
 

@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton
 
 from models import boosting
+from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 
 
@@ -76,7 +77,9 @@ class _BlockStatistics(beam.DoFn):
 
 def _advance(stats, state, l1_values, unpenalised, loss, max_active):
     l1 = boosting.penalties(l1_values, state.weights.shape[1], unpenalised)
-    return boosting.advance(state, stats, l1, loss, max_active)
+    advanced = boosting.advance(state, stats, l1, loss, max_active)
+    progress.add("boosting_iterations")
+    return advanced
 
 
 class BoostingIteration(beam.PTransform):

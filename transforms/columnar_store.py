@@ -18,13 +18,13 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton
 
 from models.exercise_model import held_out
 from models.integerize import id_map, vocabulary
 from models.knowledge_state import user_hash
 from models.sparse_features import student_features
+from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 from transforms.replay import StudentBatchDoFn
 
@@ -117,7 +117,7 @@ class _ReplayToExamples(StudentBatchDoFn):
         self.seed = seed
         self.holdout_fraction = holdout_fraction
         self.problem_number_range = problem_number_range
-        self.examples = Metrics.counter(METRICS_NAMESPACE, "sparse_examples")
+        self.examples = progress.counter(METRICS_NAMESPACE, "sparse_examples")
 
     def replay_batch(self, students):
         block = sparse_examples(students, self.templates, self.seed,

@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 
 from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys
 from models.knowledge_state import ComponentCache, TrainingRows
+from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 
 FITTED, SKIPPED = "fitted", "skipped"
@@ -64,7 +65,7 @@ class BottomKRowsFn(beam.CombineFn):
 class _Fit(beam.DoFn):
     def __init__(self, settings: FitSettings, baseline=None):
         self.settings, self.baseline = settings, baseline
-        self.fitted = Metrics.counter(METRICS_NAMESPACE, "exercises_fitted")
+        self.fitted = progress.counter(METRICS_NAMESPACE, "exercises_fitted")
 
     def setup(self):
         # The matrices are small; multithreaded BLAS only fights the other

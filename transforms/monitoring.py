@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from dashboard import render_dashboard
 from models.knowledge_state import ComponentCache, replay_students
 from models.monitoring import accumulate, day_of, metrics_record, sum_accumulators
+from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 from transforms.replay import StudentBatchDoFn
 from transforms.write import read_json_lines
@@ -38,7 +39,7 @@ class _ScoreBatches(StudentBatchDoFn):
         self.seed, self.num_random_features = seed, num_random_features
         self.problem_number_range = problem_number_range
         self.start, self.end = window
-        self.scored = Metrics.counter(METRICS_NAMESPACE, "rows_scored")
+        self.scored = progress.counter(METRICS_NAMESPACE, "rows_scored")
         self.without_params = Metrics.counter(METRICS_NAMESPACE, "rows_without_params")
         self.outside_window = Metrics.counter(METRICS_NAMESPACE, "rows_outside_window")
 
@@ -65,7 +66,8 @@ class _ScoreBatches(StudentBatchDoFn):
             return []
         rows, index = rows.take(scored), index[scored]
         logits = np.einsum("ij,ij->i", rows.features(self.components), self.theta[index])
-        return accumulate(day_of(rows.time_done), rows.exercise, logits, rows.correct).items()
+        return accumulate(day_of(rows.time_done), rows.exercise, logits, rows.correct,
+                          rows.user_hash).items()
 
 
 class _SumAccumulators(beam.CombineFn):
@@ -108,8 +110,8 @@ class DailyMetrics(beam.PTransform):
                                                             accumulator)))
 
 
-CSV_COLUMNS = ("date", "exercise", "model_version", "samples", "mean_log_likelihood",
-               "observed_correct", "mean_predicted_correct", "auc")
+CSV_COLUMNS = ("date", "exercise", "model_version", "samples", "students",
+               "mean_log_likelihood", "observed_correct", "mean_predicted_correct", "auc")
 
 
 def _csv_text(records) -> str:
@@ -186,6 +188,7 @@ METRICS_BIGQUERY_SCHEMA = {"fields": [
     {"name": "exercise", "type": "STRING", "mode": "REQUIRED"},
     {"name": "model_version", "type": "STRING", "mode": "REQUIRED"},
     {"name": "samples", "type": "INT64", "mode": "REQUIRED"},
+    {"name": "students", "type": "INT64", "mode": "NULLABLE"},
     {"name": "mean_log_likelihood", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "log_likelihood_std", "type": "FLOAT64", "mode": "NULLABLE"},
     {"name": "observed_correct", "type": "FLOAT64", "mode": "NULLABLE"},

@@ -21,11 +21,14 @@ from apache_beam.transforms.window import GlobalWindows
 from models.log_batch import LogBatch
 from models.problem_log import (FIELDS, FUTURE_ALLOWANCE_MICROS, InvalidProblemLog,
                                 ProblemLogParser, now_micros)
+from transforms import progress
 from transforms.arrow_validation import ArrowRows, row_dicts, validate_table
 from transforms.dead_letter import dead_letter_record
 from transforms.file_formats import RECORD_READERS, ReadStats, Unparsable, Unreadable
 
 METRICS_NAMESPACE = "knowledge_model"
+# Records read between two live progress updates (transforms.progress).
+PROGRESS_EVERY = 4096
 FORMATS = ("avro", "json", "csv", "parquet")
 _EXTENSIONS = {".avro": "avro", ".json": "json", ".jsonl": "json", ".ndjson": "json",
                ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -89,6 +92,11 @@ class _Validator:
         # record would cost about as much as parsing it.
         self.counts = dict.fromkeys(("records_read", "records_valid", "records_outside_window"), 0)
         self.stats = ReadStats()
+        self.progress_pending = 0   # records read not yet in the progress lines
+
+    def publish_progress(self):
+        progress.add("records_read", self.progress_pending)
+        self.progress_pending = 0
 
     def publish_counts(self):
         stats, self.stats = self.stats, ReadStats()
@@ -103,6 +111,7 @@ class _Validator:
                 Metrics.counter(METRICS_NAMESPACE, name).inc(value)
         self.counts = dict.fromkeys(self.counts, 0)
         self.parse.nulled = dict.fromkeys(self.parse.nulled, 0)
+        self.publish_progress()
 
     def table(self, rows: ArrowRows):
         """Typed rows -> (LogBatch of the rows the vectorized checks prove valid
@@ -112,6 +121,8 @@ class _Validator:
         self.counts["records_read"] += rows.table.num_rows - len(slow)
         self.counts["records_valid"] += len(batch)
         self.counts["records_outside_window"] += outside
+        self.progress_pending += rows.table.num_rows - len(slow)
+        self.publish_progress()
         return batch, slow
 
     def __call__(self, raw, source: str):
@@ -121,6 +132,9 @@ class _Validator:
             record[self.source_field] = source
             return pvalue.TaggedOutput(DEAD_LETTER, record)
         self.counts["records_read"] += 1
+        self.progress_pending += 1
+        if self.progress_pending >= PROGRESS_EVERY:
+            self.publish_progress()
         try:
             if kind is Unparsable:
                 raise InvalidProblemLog(raw.reason, raw.detail)

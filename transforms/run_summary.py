@@ -40,41 +40,53 @@ def summarize(counters: dict) -> dict:
     summary["optional_fields_nulled"] = {
         name[len(_NULLED_PREFIX):]: value for name, value in sorted(counters.items())
         if name.startswith(_NULLED_PREFIX)}
-    summary["records_trained_on"] = (summary["records_valid"] - summary["duplicates_dropped"]
-                                     - sum(dead_lettered.get(reason, 0)
-                                           for reason in SESSIONIZE_REASONS))
+    # The records that reached the replay (valid, not duplicates, not
+    # dead-lettered by the sessionize stage): every one updates a student's state.
+    summary["records_replayed"] = (summary["records_valid"] - summary["duplicates_dropped"]
+                                   - sum(dead_lettered.get(reason, 0)
+                                         for reason in SESSIONIZE_REASONS))
     return summary
 
 
+def counted(count: int, noun: str, plural_noun: str = "") -> str:
+    """"1 exercise", "2 exercises", "12,000 records" (for printed summaries)."""
+    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
 def _by_reason(counts: dict) -> str:
-    return f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""
+    return f" ({', '.join(f'{k}: {v:,}' for k, v in counts.items())})" if counts else ""
 
 
 def unreadable_line(summary: dict) -> str:
     """What could not be read at all, or "" when everything was."""
     if not summary.get("unreadable_stretches"):
         return ""
-    return (f"{summary['unreadable_stretches']} unreadable stretch(es) in the input: "
-            f"{summary['records_unreadable']} records and {summary['bytes_unreadable']} bytes "
-            f"(of unknown records) not read; see the dead letter's unreadable_file records.")
+    stretches = counted(summary["unreadable_stretches"], "unreadable stretch",
+                        "unreadable stretches")
+    return (f"{stretches} in the input: {counted(summary['records_unreadable'], 'record')} and "
+            f"{counted(summary['bytes_unreadable'], 'byte')} (of unknown records) not read; see "
+            f"the dead letter's unreadable_file records.")
 
 
 def human_summary(summary: dict, output: str) -> str:
     nulled = summary.get("optional_fields_nulled")
     lines = [
-        f"Read {summary['records_read']} ProblemLogs: {summary['records_trained_on']} replayed, "
-        f"{summary['duplicates_dropped']} duplicates dropped, "
-        f"{summary['dead_lettered_total']} dead-lettered{_by_reason(summary['dead_lettered'])}"
-        + (f", {summary['records_outside_window']} outside the date window."
+        f"Read {counted(summary['records_read'], 'ProblemLog')}: "
+        f"{summary['records_replayed']:,} replayed, "
+        f"{counted(summary['duplicates_dropped'], 'duplicate')} dropped, "
+        f"{summary['dead_lettered_total']:,} dead-lettered{_by_reason(summary['dead_lettered'])}"
+        + (f", {summary['records_outside_window']:,} outside the date window."
            if summary["records_outside_window"] else ".")
         + (f" Bad optional values replaced by null{_by_reason(nulled)}." if nulled else ""),
         unreadable_line(summary),
-        f"{summary['students']} students replayed ({summary['students_skipped']} skipped), "
-        f"{summary['rows_emitted']} training rows"
-        + (f" ({summary['rows_before_window']} attempts before the window replayed for "
-           f"history only)." if summary["rows_before_window"] else "."),
-        f"{summary['exercises_fitted']} exercises fitted, "
-        f"{summary['exercises_skipped_total']} skipped{_by_reason(summary['exercises_skipped'])}.",
+        f"{counted(summary['students'], 'student')} replayed "
+        f"({summary['students_skipped']:,} skipped), "
+        f"{counted(summary['rows_emitted'], 'training row')}"
+        + (f" ({counted(summary['rows_before_window'], 'attempt')} before the window "
+           f"replayed for history only)." if summary["rows_before_window"] else "."),
+        f"{counted(summary['exercises_fitted'], 'exercise')} fitted, "
+        f"{summary['exercises_skipped_total']:,} skipped"
+        f"{_by_reason(summary['exercises_skipped'])}.",
         f"Wall time {summary['wall_time_seconds']:.1f} s. Outputs under {output}:",
     ]
     lines = [line for line in lines if line]
@@ -82,10 +94,11 @@ def human_summary(summary: dict, output: str) -> str:
     evaluation = summary.get("evaluation")
     if evaluation and evaluation["holdout_log_likelihood"] is not None:
         line = (f"Holdout log likelihood {evaluation['holdout_log_likelihood']:.4f} over "
-                f"{evaluation['holdout_rows']} rows (base rate "
+                f"{counted(evaluation['holdout_rows'], 'row')} (base rate "
                 f"{evaluation['base_rate_log_likelihood']:.4f})")
         if evaluation.get("baseline_log_likelihood") is not None:
-            line += (f"; on the {evaluation['holdout_rows_compared']} rows of exercises the "
+            line += (f"; on the {counted(evaluation['holdout_rows_compared'], 'row')} of "
+                     f"exercises the "
                      f"active version {evaluation['baseline_version']!r} also has: "
                      f"{evaluation['new_log_likelihood_on_compared']:.4f} vs "
                      f"{evaluation['baseline_log_likelihood']:.4f}")

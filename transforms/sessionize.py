@@ -6,6 +6,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from models.log_batch import LogBatch, sessionize_batch
+from transforms import progress
 from transforms.dead_letter import dead_letter_record, problem_log_as_dict
 from transforms.read import DEAD_LETTER, METRICS_NAMESPACE
 
@@ -23,7 +24,7 @@ class _SortBucket(beam.DoFn):
 
     def __init__(self, max_attempts_per_student: int):
         self.max_attempts = max_attempts_per_student
-        self.students = Metrics.counter(METRICS_NAMESPACE, "students")
+        self.students = progress.counter(METRICS_NAMESPACE, "students")
         self.students_skipped = Metrics.counter(METRICS_NAMESPACE, "students_skipped")
         self.duplicates = Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped")
         self.too_many = Metrics.counter(METRICS_NAMESPACE, "dead_letter_too_many_attempts")
