@@ -144,7 +144,7 @@ def operator_settings(argv) -> argparse.Namespace:
     """--progress, --log_level and --beam_log_level from `argv` (UsageError
     for a bad value), before Beam parses anything."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    OperatorOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    OperatorOptions._add_argparse_args(parser)
     try:
         settings, _ = parser.parse_known_args(list(argv))
     except argparse.ArgumentError as error:

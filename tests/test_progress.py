@@ -76,7 +76,7 @@ def test_live_counts_add_up_over_processes(tmp_path, monkeypatch):
 def test_without_a_progress_directory_nothing_is_counted(tmp_path, monkeypatch):
     monkeypatch.delenv(live.ENV, raising=False)
     live.add("records_read", 5)     # a no-op: nothing asked for progress
-    assert live._publisher() is None  # pylint: disable=protected-access
+    assert live._publisher() is None
 
 
 def _lines(text):
@@ -163,14 +163,14 @@ class _DataflowResult:
         results = [MetricResult(MetricKey("step", MetricName(METRICS_NAMESPACE, name)),
                                 None, value) for name, value in counts.items()]
 
-        class _Query:  # pylint: disable=too-few-public-methods
+        class _Query:
             @staticmethod
             def query(_filter):
                 return {"counters": results}
         return _Query()
 
 
-class _Pipeline:  # pylint: disable=too-few-public-methods
+class _Pipeline:
     def __init__(self, result):
         self.result = result
 

@@ -66,7 +66,7 @@ _PUBLISHER_LOCK = threading.Lock()
 
 
 def _publisher() -> Optional[_Publisher]:
-    global _PUBLISHER  # pylint: disable=global-statement
+    global _PUBLISHER
     directory = os.environ.get(ENV)
     publisher = _PUBLISHER
     if not directory:
