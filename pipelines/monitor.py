@@ -195,7 +195,8 @@ def run(argv=None) -> dict:
                                    options.regression_min_samples)
     summary = {
         **{name: value for name, value in summarize(counters).items()
-           if name.startswith(("records", "dead_letter", "duplicates", "students"))},
+           if name.startswith(("records", "dead_letter", "duplicates", "students"))
+           and name != "records_trained_on"},  # the monitor trains nothing
         **{name: counters.get(name, 0)
            for name in ("rows_scored", "rows_without_params", "rows_outside_window")},
         "model_version": settings["model"].model_version,

@@ -45,6 +45,8 @@ def summarize(counters: dict) -> dict:
     summary["records_replayed"] = (summary["records_valid"] - summary["duplicates_dropped"]
                                    - sum(dead_lettered.get(reason, 0)
                                          for reason in SESSIONIZE_REASONS))
+    # Its earlier name, kept for the scripts that read it.
+    summary["records_trained_on"] = summary["records_replayed"]
     return summary
 
 
