@@ -1,6 +1,7 @@
 """Benchmark: one parallel-boosting iteration (models/boosting.py) through Beam on
 the DirectRunner (transforms/boosting.py TrainBoosted) against the bare numpy
-kernel, in active features processed per second per core.
+kernel, in active features processed per second per core. (One self-contained
+script of ~470 lines, with its own baseline.)
 
     python benchmarks/bench_boost.py                      # 1,000,000 examples, 1 iteration
     python benchmarks/bench_boost.py --examples 100000    # quick check

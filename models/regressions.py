@@ -1,4 +1,6 @@
-"""Regressions in the monitoring records: which exercises got worse.
+"""Regressions in the monitoring records: which exercises got worse. (~500
+lines: record merging, trailing means and the false-discovery-rate test are one
+statistic, tested as one.)
 
 Input: the daily metric records of the monitoring pipeline (models.monitoring),
 one per (date, exercise) plus one per date with exercise ``"__all__"`` (every

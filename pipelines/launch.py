@@ -1,5 +1,6 @@
 """Launch a pipeline's Dataflow Flex Template: the `flexTemplates:launch`
 request body, sending it, and the Cloud Scheduler job that sends it nightly.
+(~400 lines: one deploy command with its checks of every parameter.)
 
     python -m pipelines.launch --project my-project --region us-central1 \\
         --template gs://my-project-knowledge-model/templates/train_knowledge_model.json \\

@@ -1,5 +1,6 @@
 """Raw records out of ProblemLog files, one generator per format, that never
-lose more than the damage itself.
+lose more than the damage itself. (One module of ~450 lines: the four readers
+share the stats, the stretch accounting and the Arrow hand-off.)
 
 Each reader yields dicts (one per physical record), `Unparsable` for a record
 that could not even be decoded (it still counts as read, and is dead-lettered
