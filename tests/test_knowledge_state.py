@@ -1,4 +1,4 @@
-"""Tests for models.knowledge_state against DESIGN.md section 3.
+"""Tests for models.knowledge_state against the feature contract (docs/how-it-works.md).
 
 Feature values are checked against arithmetic written out by hand here (not
 against the implementation's own helpers); the batch replay is checked against
