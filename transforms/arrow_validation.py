@@ -38,7 +38,7 @@ def _names(column: pa.ChunkedArray, field: str, optional: bool):
     as is (null, empty, bad) and the row must take the per-record path."""
     kind = column.type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-            or pa.types.is_integer(kind)):
+            or pa.types.is_string_view(kind) or pa.types.is_integer(kind)):
         return None
     encoded = pc.dictionary_encode(column.combine_chunks())
     values = encoded.dictionary.to_pylist()
