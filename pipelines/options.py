@@ -66,16 +66,6 @@ class ProblemLogOptions(PipelineOptions):
                            help="LO,HI: emit training rows only for LO <= problem_number < HI "
                                 "(the source system used 1,6). Default: every attempt. State "
                                 "is always updated by every attempt.")
-        group.add_argument("--seed", type=non_negative_int, default=FitSettings.seed,
-                           help="Model seed: random components, row sampling and the "
-                                "holdout split are pure functions of it.")
-        group.add_argument("--holdout_fraction", type=fraction_in_0_1,
-                           default=FitSettings.holdout_fraction,
-                           help="Fraction of students whose rows are held out for "
-                                "evaluation (a student's rows are all on one side).")
-        group.add_argument("--overwrite", action="store_true",
-                           help="Replace the outputs of an earlier run in --output; "
-                                "without it such outputs are an error.")
         group = parser.add_argument_group(
             "BigQuery input",
             "A table is read with the Storage Read API: only the needed columns, and the "
@@ -164,6 +154,25 @@ def configure_logging(level: str = "INFO", beam_level: str = "ERROR") -> None:
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level)
     logging.getLogger("apache_beam").setLevel(beam_level)
+
+
+class TrainingOptions(PipelineOptions):
+    """What the training pipelines share and the monitor (which trains
+    nothing, and takes seed and dimension from the model) does not use."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("training")
+        group.add_argument("--seed", type=non_negative_int, default=FitSettings.seed,
+                           help="Model seed: random components, row sampling and the "
+                                "holdout split are pure functions of it.")
+        group.add_argument("--holdout_fraction", type=fraction_in_0_1,
+                           default=FitSettings.holdout_fraction,
+                           help="Fraction of students whose rows are held out for "
+                                "evaluation (a student's rows are all on one side).")
+        group.add_argument("--overwrite", action="store_true",
+                           help="Replace the outputs of an earlier run in --output; "
+                                "without it such outputs are an error.")
 
 
 def parse_problem_number_range(text: str):
@@ -311,14 +320,42 @@ def output_path(output: str, *parts: str) -> str:
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
                      argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the module docstring's layout and shows every option's default."""
+    """Keeps the module docstring's layout and shows every option's default,
+    except empty ones ("(default: )" says nothing)."""
+
+    def _get_help_string(self, action):
+        if action.default in ("", None, False) or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _HelpParser(argparse.ArgumentParser):
+    """The --help parser: options named in `required` are shown as required
+    (Beam's parser cannot make them so: every entry point's classes share it)."""
+
+    def __init__(self, *args, required=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.required = set(required)
+
+    def add_argument_group(self, *args, **kwargs):
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+
+        def add_argument(*names, **options):
+            if set(names) & self.required:
+                options["required"] = True
+            return add(*names, **options)
+
+        group.add_argument = add_argument
+        return group
 
 
 def print_options_help(prog: str, description: str, *options_classes) -> None:
     """--help for an entry point whose options are PipelineOptions subclasses
     (Beam's own parser does not print them)."""
-    parser = argparse.ArgumentParser(
+    parser = _HelpParser(
         prog=prog, description=description, formatter_class=_HelpFormatter,
+        required=("--output",),
         epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")

@@ -35,9 +35,9 @@ from models.exercise_model import FitSettings
 from models.sparse_features import TEMPLATES, parse_templates
 from pipelines.input_source import problem_log_source
 from pipelines.option_types import non_negative_int, positive_float, positive_int
-from pipelines.options import (JobFailed, ProblemLogOptions, UsageError, checked_options,
-                               command_line, output_path, parse_problem_number_range,
-                               submits_only)
+from pipelines.options import (JobFailed, ProblemLogOptions, TrainingOptions, UsageError,
+                               checked_options, command_line, output_path,
+                               parse_problem_number_range, submits_only)
 from pipelines.progress import run_pipeline
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
@@ -62,7 +62,7 @@ STORE_SETTINGS = ("seed", "holdout_fraction", "min_feature_count", "problem_numb
                   "window_days", "run_date")
 
 
-class BoostedOptions(ProblemLogOptions, PipelineOptions):
+class BoostedOptions(ProblemLogOptions, TrainingOptions, PipelineOptions):
     """The boosted model's own options, on top of the shared ones."""
 
     @classmethod
@@ -286,7 +286,7 @@ def run(argv=None) -> dict:
 
 def main(argv=None):
     command_line("python -m pipelines.train_boosted", __doc__,
-                 (ProblemLogOptions, BoostedOptions), run, argv)
+                 (ProblemLogOptions, TrainingOptions, BoostedOptions), run, argv)
 
 
 if __name__ == "__main__":

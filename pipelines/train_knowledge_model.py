@@ -32,8 +32,9 @@ from models.param_store import Registry
 from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
 from pipelines.option_types import IntBetween, non_negative_float, positive_int
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
-                               UsageError, checked_options, command_line, output_path,
-                               parse_problem_number_range, read_window, submits_only)
+                               TrainingOptions, UsageError, checked_options, command_line,
+                               output_path, parse_problem_number_range, read_window,
+                               submits_only)
 from pipelines.progress import run_pipeline
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
@@ -53,7 +54,7 @@ PROGRESS = (("records_read", "record", "read"), ("students", "student", "replaye
             ("exercises_fitted", "exercise", "fitted"))
 
 
-class KnowledgeModelOptions(ProblemLogOptions, HistoryOptions, ParamStoreOptions,
+class KnowledgeModelOptions(ProblemLogOptions, TrainingOptions, HistoryOptions, ParamStoreOptions,
                             PipelineOptions):
     """The knowledge model's own options, on top of the shared ones."""
 
@@ -311,7 +312,8 @@ def run(argv=None) -> dict:
 
 def main(argv=None):
     command_line("python -m pipelines.train_knowledge_model", __doc__,
-                 (ProblemLogOptions, HistoryOptions, ParamStoreOptions, KnowledgeModelOptions),
+                 (ProblemLogOptions, TrainingOptions, HistoryOptions, ParamStoreOptions,
+                  KnowledgeModelOptions),
                  run, argv)
 
 
