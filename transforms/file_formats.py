@@ -107,12 +107,17 @@ def _decode(line: bytes):
                                 line.decode("utf-8", errors="replace").rstrip("\r\n"))
 
 
+def _records(lines, stats: ReadStats):
+    """Non-blank lines, each a physical record: (text, None), or (None, an
+    Unparsable) for a line that is not UTF-8."""
+    for line in lines:
+        if line.strip():
+            stats.physical += 1
+            yield _decode(line)
+
+
 def json_records(handle, stats: ReadStats, columns=None):
-    for line in _lines(handle):
-        if not line.strip():
-            continue
-        stats.physical += 1
-        text, bad = _decode(line)
+    for text, bad in _records(_lines(handle), stats):
         if bad is not None:
             yield bad
             continue
@@ -143,11 +148,7 @@ def csv_records(handle, stats: ReadStats, columns=None):
         names = None
     if not names:
         raise ValueError(f"the first line is not a CSV header: {header[:200]!r}")
-    for line in lines:
-        if not line.strip():
-            continue
-        stats.physical += 1
-        text, bad = _decode(line)
+    for text, bad in _records(lines, stats):
         if bad is not None:
             yield bad
             continue
