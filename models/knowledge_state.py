@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 import scipy.sparse
 
-from models.log_batch import LogBatch, name_hashes
+from models.log_batch import Columns, LogBatch, name_hashes
 from models.problem_log import ProblemLog
 
 WINDOW = 20
@@ -242,7 +242,7 @@ def _ragged_take(indptr: np.ndarray, values: np.ndarray, index: np.ndarray):
     return new_indptr, values[positions]
 
 
-class TrainingRows:
+class TrainingRows(Columns):
     """A block of training rows as columns: what travels between pipeline steps
     instead of one element per attempt.
 
@@ -276,13 +276,6 @@ class TrainingRows:
         # int64 rows whose r is dense_r[j] (their update lists are empty)
         self.dense_rows = np.zeros(0, np.int64) if dense_rows is None else dense_rows
         self.dense_r = np.zeros((0, 0)) if dense_r is None else dense_r  # float64
-
-    def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state):
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
 
     def __len__(self):
         return len(self.correct)

@@ -34,7 +34,21 @@ def name_hashes(names: Sequence[str]) -> np.ndarray:
                         "little") for name in names), dtype=np.uint64, count=len(names))
 
 
-class LogBatch:
+class Columns:
+    """A block of columns in __slots__, pickled as one tuple of them (the
+    default for slotted objects builds a dict per block)."""
+
+    __slots__ = ()
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+
+class LogBatch(Columns):
     """Validated ProblemLogs as columns. `problem_number` is 0 where absent
     (valid numbers are >= 1); the optional int fields are an (n, 3) int64
     array with a presence mask, in OPTIONAL_INT_FIELDS order."""
@@ -49,13 +63,6 @@ class LogBatch:
         self.problem_types, self.problem_type = tuple(problem_types), problem_type
         self.problem_number, self.time_done, self.correct = problem_number, time_done, correct
         self.optional, self.optional_present = optional, optional_present
-
-    def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state):
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
 
     def __len__(self):
         return len(self.time_done)
