@@ -12,6 +12,7 @@ import numpy as np
 
 from models.evaluation import BASELINE_FIELD
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, ComponentCache, TrainingRows
+from models.log_batch import splitmix64
 from models.logistic import auc, base_rate_log_likelihood, fit_logistic, log_likelihoods
 
 
@@ -28,26 +29,18 @@ class FitSettings:
     trained_at: str = ""
 
 
-def _splitmix64(values: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 def _salted(user_hashes: np.ndarray, purpose: int, seed: int) -> np.ndarray:
-    salt = _splitmix64(np.array([purpose * 0x10001 + seed], dtype=np.uint64))[0]
-    return _splitmix64(user_hashes ^ salt)
+    salt = splitmix64(np.array([purpose * 0x10001 + seed], dtype=np.uint64))[0]
+    return splitmix64(user_hashes ^ salt)
 
 
 def sample_keys(rows: TrainingRows, seed: int) -> np.ndarray:
     """A uniform pseudo-random uint64 per row; keeping the k smallest is a
     uniform sample of k rows that any worker computes identically."""
     with np.errstate(over="ignore"):
-        attempt = _splitmix64(rows.time_done.astype(np.uint64) * np.uint64(31)
+        attempt = splitmix64(rows.time_done.astype(np.uint64) * np.uint64(31)
                               + rows.problem_number.astype(np.uint64))
-    return _splitmix64(_salted(rows.user_hash, 1, seed) ^ attempt)
+    return splitmix64(_salted(rows.user_hash, 1, seed) ^ attempt)
 
 
 def held_out(user_hashes: np.ndarray, seed: int, fraction: float) -> np.ndarray:

@@ -17,7 +17,7 @@ import collections
 import hashlib
 import math
 import operator
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse
@@ -398,6 +398,23 @@ def _exercise_features(group: np.ndarray, correct: np.ndarray) -> np.ndarray:
     return features
 
 
+class PriorEvents(NamedTuple):
+    """What saved states (models.student_state) add before a batch's first
+    attempts, in the batch's codes: exercises and problem_types are the
+    batch's names followed by names only the states use. Answers are oldest
+    first within each (student, exercise)."""
+    exercises: tuple
+    problem_types: tuple
+    answer_student: np.ndarray   # int64 student index in the batch
+    answer_exercise: np.ndarray  # int64 codes into exercises
+    answers: np.ndarray          # bool
+    update_student: np.ndarray   # int64: the student's problem_number == 1 attempts,
+    update_exercise: np.ndarray  # int64   the components r sums
+    update_type: np.ndarray      # int64 codes into problem_types
+    update_correct: np.ndarray   # bool
+    update_order: np.ndarray     # int64 position among the student's updates
+
+
 def replay_students(students: Sequence[Sequence[ProblemLog]], components: ComponentCache,
                     problem_number_range=(1, None)) -> TrainingRows:
     """Replay a batch of sessionized students (each a time-ordered list of logs)
@@ -409,11 +426,20 @@ def replay_students(students: Sequence[Sequence[ProblemLog]], components: Compon
                         problem_number_range)
 
 
+def _no_prior(batch: LogBatch) -> PriorEvents:
+    nothing = np.zeros(0, dtype=np.int64)
+    return PriorEvents(batch.exercises or ("",), batch.problem_types or ("",), nothing,
+                       nothing, np.zeros(0, dtype=bool), nothing, nothing, nothing,
+                       np.zeros(0, dtype=bool), nothing)
+
+
 def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: ComponentCache,
-                 problem_number_range=(1, None)) -> TrainingRows:
+                 problem_number_range=(1, None),
+                 prior: Optional[PriorEvents] = None) -> TrainingRows:
     """replay_students on columns: `batch` holds sessionized students (every
     problem_number set), student i in rows student_starts[i]:student_starts[i+1]
-    in time order (models.log_batch.sessionize_batch gives this).
+    in time order (models.log_batch.sessionize_batch gives this). With `prior`
+    the students start from their saved states instead of empty ones.
 
     A row's random part lists only its own student's earlier updates, so rows do
     not depend on which other students share the batch (results are identical
@@ -428,30 +454,46 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
                             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
     correct = batch.correct
     problem_number = batch.problem_number
-    student_of_row = np.repeat(np.arange(len(lengths)), lengths)
+    num_students = len(lengths)
+    student_of_row = np.repeat(np.arange(num_students), lengths)
+    prior = prior or _no_prior(batch)
+    exercises, types = prior.exercises, prior.problem_types
 
-    # Base features: group rows by (student, exercise), stable so time order holds.
-    group = student_of_row * max(len(batch.exercises), 1) + batch.exercise
+    # Base features: group the saved answers and the rows by (student,
+    # exercise), stable so that saved answers come first, then time order.
+    group = np.r_[prior.answer_student * len(exercises) + prior.answer_exercise,
+                  student_of_row * len(exercises) + batch.exercise]
     order = np.argsort(group, kind="stable")
-    base = np.empty((n, NUM_BASE_FEATURES - 1))
-    base[order] = _exercise_features(group[order], correct[order])
+    base = np.empty((len(group), NUM_BASE_FEATURES - 1))
+    base[order] = _exercise_features(group[order], np.r_[prior.answers, correct][order])
+    base = base[len(prior.answers):]
 
     # Random features: r before an attempt is the sum of the components of the
-    # student's earlier problem_number == 1 attempts, kept as their key ids.
+    # student's earlier problem_number == 1 attempts (saved ones first), kept
+    # as their key ids.
     is_update = problem_number == 1
     update_rows = np.flatnonzero(is_update)
-    key_codes = ((batch.exercise[update_rows].astype(np.int64) * len(batch.problem_types)
-                  + batch.problem_type[update_rows]) * 2 + correct[update_rows])
-    unique_codes, update_key_ids = np.unique(key_codes, return_inverse=True)
-    component_keys = tuple(
-        (batch.exercises[code // 2 // len(batch.problem_types)],
-         batch.problem_types[code // 2 % len(batch.problem_types)], bool(code % 2))
-        for code in unique_codes.tolist())
+    update_student = np.r_[prior.update_student, student_of_row[update_rows]]
+    key_codes = ((np.r_[prior.update_exercise, batch.exercise[update_rows]] * len(types)
+                  + np.r_[prior.update_type, batch.problem_type[update_rows]]) * 2
+                 + np.r_[prior.update_correct, correct[update_rows]])
+    sequence = np.lexsort((np.r_[prior.update_order, update_rows],
+                           np.r_[np.zeros(len(prior.update_order)), np.ones(len(update_rows))],
+                           update_student))
+    unique_codes, update_key_ids = np.unique(key_codes[sequence], return_inverse=True)
+    component_keys = tuple((exercises[code // 2 // len(types)],
+                            types[code // 2 % len(types)], bool(code % 2))
+                           for code in unique_codes.tolist())
     update_key_ids = update_key_ids.astype(np.int32).reshape(-1)
     components.used.update(component_keys)
-    updates_before_row = np.cumsum(is_update) - is_update
-    first_update_of_student = np.searchsorted(update_rows, student_starts[:-1])
-    updates_start = first_update_of_student[student_of_row]
+    # A row's updates: its student's saved ones, then those of the batch before it.
+    saved_updates = np.bincount(prior.update_student, minlength=num_students)
+    first_new_update = np.searchsorted(update_rows, student_starts[:-1])
+    updates_start = np.searchsorted(update_student[sequence],
+                                    np.arange(num_students))[student_of_row]
+    updates_before_row = (updates_start + saved_updates[student_of_row]
+                          + np.cumsum(is_update) - is_update
+                          - first_new_update[student_of_row])
 
     low, high = problem_number_range
     emit = problem_number >= low

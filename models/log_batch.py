@@ -11,7 +11,7 @@ problem numbers; tests compare the two on random students.
 """
 
 import hashlib
-from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,6 +32,21 @@ def name_hashes(names: Sequence[str]) -> np.ndarray:
     return np.fromiter(
         (int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(),
                         "little") for name in names), dtype=np.uint64, count=len(names))
+
+
+def splitmix64(values: np.ndarray) -> np.ndarray:
+    """A 64-bit mixing function, elementwise: hashes and pseudo-random keys
+    that every worker computes identically."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """An order-dependent 64-bit hash of two uint64 columns."""
+    return splitmix64(splitmix64(first) ^ second.astype(np.uint64))
 
 
 class Columns:
@@ -129,6 +144,18 @@ class LogBatch(Columns):
         """Per row: models.knowledge_state.user_hash of its user."""
         return name_hashes(self.users)[self.user]
 
+    def fingerprints(self) -> np.ndarray:
+        """Per row: a 64-bit hash of every field but the user, as read (an
+        absent problem_number is 0). Equal logs of a student have equal
+        fingerprints, which lets a later run recognise copies of attempts a
+        saved state already holds (models.student_state)."""
+        fingerprint = name_hashes(self.exercises)[self.exercise]
+        columns = [name_hashes(self.problem_types)[self.problem_type], self.problem_number,
+                   self.time_done, self.correct, *self.optional.T, *self.optional_present.T]
+        for column in columns:
+            fingerprint = hash_pairs(fingerprint, column.astype(np.int64).astype(np.uint64))
+        return fingerprint
+
     def by_bucket(self, num_buckets: int) -> Iterable[Tuple[int, "LogBatch"]]:
         """(bucket, its rows): every attempt of a student lands in the bucket
         user_hash(user) % num_buckets, whatever file or batch it came from."""
@@ -172,6 +199,10 @@ class Sessionized(NamedTuple):
     conflicting: List[ProblemLog]  # conflicting duplicates removed (each copy once)
     too_many: List[ProblemLog]     # every log of students over max_attempts
     students_over: int             # how many such students
+    fingerprints: Optional[np.ndarray] = None  # with a prior state: LogBatch.fingerprints
+                                               # of the kept rows, as read
+    late: int = 0                  # with a prior state: kept attempts earlier than the
+                                   # student's last saved one
 
 
 def _starts(keys: np.ndarray) -> np.ndarray:
@@ -181,10 +212,16 @@ def _starts(keys: np.ndarray) -> np.ndarray:
     return np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]
 
 
-def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
+def sessionize_batch(batch: LogBatch, max_attempts: int = None, prior=None) -> Sessionized:
     """models.knowledge_state.sessionize_with_conflicts for every student of
     `batch` at once, plus the attempt cap (a student over `max_attempts` is
-    returned whole in `too_many`, never truncated)."""
+    returned whole in `too_many`, never truncated).
+
+    `prior` (models.student_state.StudentStates) continues saved students:
+    copies of attempts their state holds are duplicates, problem numbers
+    count on from the saved attempts, attempts before the student's last
+    saved one are counted as late (they are replayed after the state, in
+    time order among the new ones)."""
     user_rank = _ranks(batch.users)[batch.user]
     exercise_rank = _ranks(batch.exercises)[batch.exercise]
     order = np.lexsort((batch.time_done, user_rank))
@@ -228,6 +265,16 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
         drop = np.zeros(len(order), dtype=bool)
         drop[positions] = copy | conflict
         order = order[~drop]
+    fingerprints, late, saved_attempts = None, np.zeros(len(order), dtype=bool), 0
+    if prior is not None:
+        fingerprints = batch.fingerprints()[order]
+        user_hashes = batch.user_hashes()[order]
+        copy = prior.holds(user_hashes, fingerprints)
+        duplicates += int(copy.sum())
+        order, fingerprints, user_hashes = order[~copy], fingerprints[~copy], user_hashes[~copy]
+        late = batch.time_done[order] < prior.last_time_of(user_hashes)
+        saved_attempts = prior.attempts_of(
+            user_hashes, name_hashes(batch.exercises)[batch.exercise[order]])
     user_sorted = user_rank[order]
 
     logs = batch.take(order)
@@ -241,7 +288,7 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
             np.where(_starts(pair[by_pair]), np.arange(len(order)), 0))
         position = np.empty(len(order), dtype=np.int64)
         position[by_pair] = np.arange(len(order)) - run_start + 1
-        logs.problem_number = np.where(absent, position, logs.problem_number)
+        logs.problem_number = np.where(absent, position + saved_attempts, logs.problem_number)
 
     student_starts = np.r_[np.flatnonzero(_starts(user_sorted[:, None])), len(order)]
     too_many: List[ProblemLog] = []
@@ -255,4 +302,8 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None) -> Sessionized:
             too_many = logs.logs(np.flatnonzero(drop))
             logs = logs.take(np.flatnonzero(~drop))
             student_starts = np.r_[0, np.cumsum(lengths[~over])]
-    return Sessionized(logs, student_starts, duplicates, conflicting, too_many, students_over)
+            late = late[~drop]
+            if fingerprints is not None:
+                fingerprints = fingerprints[~drop]
+    return Sessionized(logs, student_starts, duplicates, conflicting, too_many, students_over,
+                       fingerprints, int(late.sum()))

@@ -1,0 +1,359 @@
+"""Saved KnowledgeStates: what one run hands the next, so that a nightly run
+replays only the new logs and still gives every student the features their
+whole history gives (the features of docs/how-it-works.md need only this).
+
+A StudentStates block has one row per (student, exercise) the student has
+attempted:
+
+* attempts: how many attempts on the exercise were kept so far (problem
+  numbers are derived counting on from it);
+* answers: the last WINDOW answers, oldest first, with each attempt's
+  fingerprint (LogBatch.fingerprints: a later copy of it is a duplicate);
+* first attempts: the (problem_type, correct) of every problem_number == 1
+  attempt on the exercise, with its position in the student's sequence of
+  such attempts: r is the sum of their random components, in that order;
+* last_time: the student's latest time_done (the same on each of its rows).
+
+join() lines a state up with a sessionized LogBatch of the same students:
+replay_batch() starts every student from it, and advance() gives the state
+after the batch.
+"""
+
+from typing import Dict, Sequence
+
+import numpy as np
+
+from models.knowledge_state import WINDOW, PriorEvents
+from models.log_batch import Columns, LogBatch, hash_pairs, name_hashes
+
+# Bumped whenever the feature contract changes: a snapshot from another
+# version would give other features than a replay of the whole history.
+CONTRACT_VERSION = 1
+
+_NAMES = ("users", "exercises", "problem_types")
+
+
+def _ragged_take(indptr: np.ndarray, index: np.ndarray):
+    """(new indptr, positions of the values) of rows `index` of a ragged array."""
+    lengths = np.diff(indptr)[index]
+    new_indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_indptr[1:])
+    positions = (np.repeat(indptr[:-1][index] - new_indptr[:-1], lengths)
+                 + np.arange(new_indptr[-1]))
+    return new_indptr, positions
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing):
+    """values[i] where keys[i] == wanted (keys unique), else `missing`."""
+    if not len(keys):
+        return np.full(len(wanted), missing, dtype=values.dtype)
+    order = np.argsort(keys)
+    position = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
+    found = keys[order][position] == wanted
+    return np.where(found, values[order][position], missing)
+
+
+class StudentStates(Columns):
+    """Saved states of a set of students, as columns (see the module docstring)."""
+
+    __slots__ = ("users", "user", "exercises", "exercise", "problem_types", "attempts",
+                 "last_time", "answer_indptr", "answers", "fingerprints", "update_indptr",
+                 "update_type", "update_correct", "update_order")
+
+    def __init__(self, users, user, exercises, exercise, problem_types, attempts, last_time,
+                 answer_indptr, answers, fingerprints, update_indptr, update_type,
+                 update_correct, update_order):
+        self.users, self.user = tuple(users), user              # int32 codes
+        self.exercises, self.exercise = tuple(exercises), exercise
+        self.problem_types = tuple(problem_types)
+        self.attempts = attempts              # int64
+        self.last_time = last_time            # int64 epoch µs, the student's latest
+        self.answer_indptr = answer_indptr    # int64 (rows + 1)
+        self.answers = answers                # bool, oldest first
+        self.fingerprints = fingerprints      # uint64, one per answer
+        self.update_indptr = update_indptr    # int64 (rows + 1)
+        self.update_type = update_type        # int32 codes into problem_types
+        self.update_correct = update_correct  # bool
+        self.update_order = update_order      # int64 position among the student's updates
+
+    def __len__(self):
+        return len(self.attempts)
+
+    @staticmethod
+    def empty() -> "StudentStates":
+        nothing = np.zeros(0, np.int64)
+        return StudentStates((), np.zeros(0, np.int32), (), np.zeros(0, np.int32), (),
+                             nothing, nothing, np.zeros(1, np.int64), np.zeros(0, bool),
+                             np.zeros(0, np.uint64), np.zeros(1, np.int64),
+                             np.zeros(0, np.int32), np.zeros(0, bool), nothing)
+
+    @property
+    def num_students(self) -> int:
+        return len(np.unique(self.user))
+
+    def take(self, index) -> "StudentStates":
+        """Rows `index`, with dictionaries cut down to the names they use."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        answer_indptr, answer_at = _ragged_take(self.answer_indptr, index)
+        update_indptr, update_at = _ragged_take(self.update_indptr, index)
+        users, user = _compact(self.users, self.user[index])
+        exercises, exercise = _compact(self.exercises, self.exercise[index])
+        types, update_type = _compact(self.problem_types, self.update_type[update_at])
+        return StudentStates(users, user, exercises, exercise, types, self.attempts[index],
+                             self.last_time[index], answer_indptr, self.answers[answer_at],
+                             self.fingerprints[answer_at], update_indptr, update_type,
+                             self.update_correct[update_at], self.update_order[update_at])
+
+    @staticmethod
+    def concatenate(blocks: Sequence["StudentStates"]) -> "StudentStates":
+        blocks = [block for block in blocks if len(block)]
+        if len(blocks) <= 1:
+            return blocks[0] if blocks else StudentStates.empty()
+        codes = {}
+        for names, column in (("users", "user"), ("exercises", "exercise"),
+                              ("problem_types", "update_type")):
+            index: Dict[str, int] = {}
+            parts = [np.array([index.setdefault(name, len(index))
+                               for name in getattr(block, names)] + [0],
+                              dtype=np.int32)[getattr(block, column)] for block in blocks]
+            codes[names], codes[column] = tuple(index), np.concatenate(parts)
+
+        def indptr(name):
+            lengths = np.concatenate([np.diff(getattr(block, name)) for block in blocks])
+            return np.r_[0, np.cumsum(lengths)].astype(np.int64)
+
+        def joined(name):
+            return np.concatenate([getattr(block, name) for block in blocks])
+        return StudentStates(codes["users"], codes["user"], codes["exercises"],
+                             codes["exercise"], codes["problem_types"], joined("attempts"),
+                             joined("last_time"), indptr("answer_indptr"), joined("answers"),
+                             joined("fingerprints"), indptr("update_indptr"),
+                             codes["update_type"], joined("update_correct"),
+                             joined("update_order"))
+
+    def user_hashes(self) -> np.ndarray:
+        return name_hashes(self.users)[self.user]
+
+    def by_bucket(self, num_buckets: int):
+        """(bucket, its rows), buckets as LogBatch.by_bucket forms them."""
+        buckets = (name_hashes(self.users) % np.uint64(num_buckets)).astype(np.int64)[self.user]
+        order = np.argsort(buckets, kind="stable")
+        bounds = np.flatnonzero(np.diff(buckets[order])) + 1
+        for part in np.split(order, bounds):
+            if len(part):
+                yield int(buckets[part[0]]), self.take(part)
+
+    # Lookups by hashed names, for sessionize_batch.
+    def holds(self, user_hashes: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
+        """Per attempt: True when the state holds an attempt of the same
+        student with the same fingerprint (a copy of it)."""
+        owner = np.repeat(self.user_hashes(), np.diff(self.answer_indptr))
+        return np.isin(hash_pairs(user_hashes, fingerprints),
+                       hash_pairs(owner, self.fingerprints))
+
+    def last_time_of(self, user_hashes: np.ndarray) -> np.ndarray:
+        """Per attempt: its student's last saved time_done (int64 min if none)."""
+        keys, first = np.unique(self.user_hashes(), return_index=True)
+        return _lookup(keys, self.last_time[first], user_hashes, np.iinfo(np.int64).min)
+
+    def attempts_of(self, user_hashes: np.ndarray, exercise_hashes: np.ndarray) -> np.ndarray:
+        """Per attempt: the saved attempts of its student on its exercise."""
+        keys = hash_pairs(self.user_hashes(), name_hashes(self.exercises)[self.exercise])
+        return _lookup(keys, self.attempts, hash_pairs(user_hashes, exercise_hashes), 0)
+
+
+def _compact(names: tuple, codes: np.ndarray):
+    used, inverse = np.unique(codes, return_inverse=True)
+    return tuple(names[i] for i in used.tolist()), inverse.astype(np.int32).reshape(-1)
+
+
+def _extend(names: tuple, more: Sequence[str]):
+    """(names + those of `more` not in it, codes of `more` in the result)."""
+    index = {name: code for code, name in enumerate(names)}
+    codes = np.array([index.setdefault(name, len(index)) for name in more], dtype=np.int64)
+    return tuple(index), codes
+
+
+class Joined:
+    """A saved state lined up with a sessionized batch: the state's students
+    and names in the batch's codes. Students only the state has come after
+    the batch's (index >= the batch's number of students)."""
+
+    def __init__(self, prior: StudentStates, batch: LogBatch, student_starts: np.ndarray):
+        self.batch, self.student_starts = batch, student_starts
+        self.num_batch_students = len(student_starts) - 1
+        batch_users = [batch.users[code] for code in batch.user[student_starts[:-1]].tolist()]
+        users, user_of_state_code = _extend(tuple(batch_users), prior.users)
+        self.users = users
+        self.prior = prior
+        self.student = user_of_state_code[prior.user] if len(prior) else np.zeros(0, np.int64)
+        self.exercises, exercise_codes = _extend(batch.exercises, prior.exercises)
+        self.exercise = exercise_codes[prior.exercise] if len(prior) else np.zeros(0, np.int64)
+        self.problem_types, type_codes = _extend(batch.problem_types, prior.problem_types)
+        self.update_type = (type_codes[prior.update_type] if len(prior.update_type)
+                            else np.zeros(0, np.int64))
+
+    def events(self) -> PriorEvents:
+        """The saved answers and updates of the batch's students, for replay_batch."""
+        prior = self.prior
+        answers_per_row = np.diff(prior.answer_indptr)
+        updates_per_row = np.diff(prior.update_indptr)
+        answer_student = np.repeat(self.student, answers_per_row)
+        update_student = np.repeat(self.student, updates_per_row)
+        in_answers = answer_student < self.num_batch_students
+        in_updates = update_student < self.num_batch_students
+        return PriorEvents(
+            exercises=self.exercises, problem_types=self.problem_types,
+            answer_student=answer_student[in_answers],
+            answer_exercise=np.repeat(self.exercise, answers_per_row)[in_answers],
+            answers=prior.answers[in_answers],
+            update_student=update_student[in_updates],
+            update_exercise=np.repeat(self.exercise, updates_per_row)[in_updates],
+            update_type=self.update_type[in_updates],
+            update_correct=prior.update_correct[in_updates],
+            update_order=prior.update_order[in_updates])
+
+    def advance(self, fingerprints: np.ndarray) -> StudentStates:
+        """The state of every student (the batch's and the state's) after the
+        batch, whose rows have `fingerprints` (as read)."""
+        prior, batch = self.prior, self.batch
+        lengths = np.diff(self.student_starts)
+        student_of_row = np.repeat(np.arange(self.num_batch_students), lengths)
+        num_exercises = max(len(self.exercises), 1)
+        saved_rows = len(prior)
+
+        # Rows of the result: (student, exercise) pairs of the state and the batch.
+        pair = np.r_[self.student * num_exercises + self.exercise,
+                     student_of_row * num_exercises + batch.exercise]
+        pairs, pair_of = np.unique(pair, return_inverse=True)
+        pair_of = pair_of.reshape(-1)
+        prior_pair, new_pair = pair_of[:saved_rows], pair_of[saved_rows:]
+        attempts = np.bincount(prior_pair, weights=prior.attempts, minlength=len(pairs))
+        attempts += np.bincount(new_pair, minlength=len(pairs))
+
+        # Answers: the saved ones, then the batch's, the last WINDOW per pair.
+        answers_per_row = np.diff(prior.answer_indptr)
+        answer_pair = np.r_[np.repeat(prior_pair, answers_per_row), new_pair]
+        order = np.argsort(answer_pair, kind="stable")  # saved first, then time order
+        sorted_pair = answer_pair[order]
+        ends = np.searchsorted(sorted_pair, sorted_pair, side="right")
+        keep = order[ends - np.arange(len(order)) <= WINDOW]
+        answers = np.r_[prior.answers, batch.correct][keep]
+        kept_fingerprints = np.r_[prior.fingerprints, fingerprints.astype(np.uint64)][keep]
+        answer_indptr = np.r_[0, np.cumsum(np.bincount(answer_pair[keep],
+                                                       minlength=len(pairs)))]
+
+        # First attempts: the saved ones, then the batch's in time order.
+        updates_per_row = np.diff(prior.update_indptr)
+        update_student = np.repeat(self.student, updates_per_row)
+        saved_updates = np.bincount(update_student, minlength=len(self.users))
+        new_rows = np.flatnonzero(batch.problem_number == 1)
+        new_student = student_of_row[new_rows]
+        first_new = np.searchsorted(new_rows, self.student_starts[:-1])
+        new_order = (saved_updates[new_student] + np.arange(len(new_rows))
+                     - first_new[new_student])
+        update_pair = np.r_[np.repeat(prior_pair, updates_per_row), new_pair[new_rows]]
+        update_order = np.r_[prior.update_order, new_order]
+        order = np.lexsort((update_order, update_pair))
+        update_indptr = np.r_[0, np.cumsum(np.bincount(update_pair, minlength=len(pairs)))]
+
+        last_time = np.full(len(self.users), np.iinfo(np.int64).min)
+        np.maximum.at(last_time, self.student, prior.last_time)
+        np.maximum.at(last_time, student_of_row, batch.time_done)
+        student = pairs // num_exercises
+        return StudentStates(
+            self.users, student.astype(np.int32), self.exercises,
+            (pairs % num_exercises).astype(np.int32), self.problem_types,
+            attempts.astype(np.int64), last_time[student], answer_indptr.astype(np.int64),
+            answers, kept_fingerprints, update_indptr.astype(np.int64),
+            np.r_[self.update_type, batch.problem_type[new_rows]][order].astype(np.int32),
+            np.r_[prior.update_correct, batch.correct[new_rows]][order],
+            update_order[order].astype(np.int64)).take(np.arange(len(pairs)))
+
+
+# The snapshot's file schema: one row per (student, exercise), as in memory
+# but with names instead of codes, readable by any Parquet tool.
+def arrow_schema():
+    import pyarrow as pa
+    return pa.schema([
+        ("user", pa.string()), ("exercise", pa.string()), ("attempts", pa.int64()),
+        ("last_time_done", pa.timestamp("us", tz="UTC")),
+        ("answers", pa.list_(pa.bool_())), ("answer_fingerprints", pa.list_(pa.uint64())),
+        ("first_attempts", pa.list_(pa.struct([("problem_type", pa.string()),
+                                                ("correct", pa.bool_()),
+                                                ("order", pa.int64())])))])
+
+
+def to_arrow(states: StudentStates):
+    """The states as a pyarrow Table of arrow_schema()."""
+    import pyarrow as pa
+
+    def names(dictionary, codes):
+        return pa.array(np.array(dictionary, dtype=object)[codes] if len(codes) else [],
+                        type=pa.string())
+
+    def ragged(indptr, values):
+        return pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), values)
+    first_attempts = pa.StructArray.from_arrays(
+        [names(states.problem_types, states.update_type),
+         pa.array(states.update_correct, type=pa.bool_()),
+         pa.array(states.update_order, type=pa.int64())],
+        names=["problem_type", "correct", "order"])
+    return pa.Table.from_arrays(
+        [names(states.users, states.user), names(states.exercises, states.exercise),
+         pa.array(states.attempts, type=pa.int64()),
+         pa.array(states.last_time, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+         ragged(states.answer_indptr, pa.array(states.answers, type=pa.bool_())),
+         ragged(states.answer_indptr, pa.array(states.fingerprints, type=pa.uint64())),
+         ragged(states.update_indptr, first_attempts)],
+        schema=arrow_schema())
+
+
+def from_arrow(table) -> StudentStates:
+    """StudentStates of a Table with arrow_schema(); ValueError for any other."""
+    import pyarrow as pa
+    expected = arrow_schema()
+    if not table.schema.equals(expected):
+        raise ValueError(f"not a state snapshot: its columns are {table.schema}, "
+                         f"expected {expected}")
+    nulls = [name for name in expected.names if table.column(name).null_count]
+    if nulls:
+        raise ValueError(f"damaged state snapshot: nulls in {', '.join(nulls)}")
+    table = table.combine_chunks()
+
+    def column(name):
+        chunks = table.column(name).chunks
+        return chunks[0] if chunks else pa.array([], type=expected.field(name).type)
+
+    def codes(name):
+        encoded = column(name).dictionary_encode()
+        return (encoded.dictionary.to_pylist(),
+                encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32))
+
+    def ragged(name):
+        values = column(name)
+        offsets = values.offsets.to_numpy().astype(np.int64)
+        return offsets - offsets[0], values.flatten()
+    users, user = codes("user")
+    exercises, exercise = codes("exercise")
+    answer_indptr, answers = ragged("answers")
+    _, fingerprints = ragged("answer_fingerprints")
+    update_indptr, updates = ragged("first_attempts")
+    update_type, update_correct, update_order = updates.flatten()
+    types = update_type.dictionary_encode()
+    if any(values.null_count for values in (answers, fingerprints, update_type,
+                                            update_correct, update_order)):
+        raise ValueError("damaged state snapshot: nulls inside its lists")
+    if np.any(np.diff(answer_indptr) > WINDOW):
+        raise ValueError(f"damaged state snapshot: more than {WINDOW} answers in a row")
+    return StudentStates(
+        users, user, exercises, exercise, types.dictionary.to_pylist(),
+        column("attempts").to_numpy().astype(np.int64),
+        column("last_time_done").cast(pa.int64()).to_numpy().astype(np.int64),
+        answer_indptr, answers.to_numpy(zero_copy_only=False).astype(bool),
+        fingerprints.to_numpy().astype(np.uint64), update_indptr,
+        types.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+        update_correct.to_numpy(zero_copy_only=False).astype(bool),
+        update_order.to_numpy().astype(np.int64))
