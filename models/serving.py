@@ -15,7 +15,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from models.knowledge_state import ComponentCache, KnowledgeState, sessionize
+from models.log_batch import LogBatch, sessionize_batch
 from models.problem_log import ProblemLog
+from models.student_state import StudentStates, knowledge_state
 
 
 def _sigmoid(value: float) -> float:
@@ -46,20 +48,30 @@ class KnowledgeModel:
             raise ValueError(f"theta of {wrong[0]!r} does not have {expected} values")
         return cls(params, components, model_version)
 
-    def state(self, history: Iterable[ProblemLog]) -> KnowledgeState:
-        """The student's KnowledgeState after every attempt in `history`."""
-        state = KnowledgeState(self.components)
-        for log in sessionize(history)[0]:
+    def state(self, history: Iterable[ProblemLog],
+              saved: Optional[StudentStates] = None) -> KnowledgeState:
+        """The student's KnowledgeState after every attempt in `history`, or,
+        given `saved` (the student's rows of a snapshot a training run wrote
+        with --state_output: StudentStates.of_user), after the saved state and
+        then the attempts of `history` it does not hold, sessionized as the
+        training run that continues from it would."""
+        if saved is None:
+            state, logs = KnowledgeState(self.components), sessionize(history)[0]
+        else:
+            state = knowledge_state(saved, self.components)
+            logs = sessionize_batch(LogBatch.from_logs(list(history)), prior=saved).logs.logs()
+        for log in logs:
             state.update(log)
         return state
 
-    def predict(self, history: Iterable[ProblemLog], exercise: str) -> Optional[float]:
-        """P(correct) on `exercise` after `history`; None for an exercise the
-        version has no parameters for."""
+    def predict(self, history: Iterable[ProblemLog], exercise: str,
+                saved: Optional[StudentStates] = None) -> Optional[float]:
+        """P(correct) on `exercise` after `history` (and `saved`, see state());
+        None for an exercise the version has no parameters for."""
         theta = self.params.get(exercise)
         if theta is None:
             return None
-        return _sigmoid(theta @ self.state(history).features(exercise))
+        return _sigmoid(theta @ self.state(history, saved).features(exercise))
 
     def predict_each(self, history: Iterable[ProblemLog]
                      ) -> List[Tuple[ProblemLog, Optional[float]]]:

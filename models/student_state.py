@@ -23,7 +23,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from models.knowledge_state import WINDOW, PriorEvents
+from models.knowledge_state import (WINDOW, ComponentCache, ExerciseState, KnowledgeState,
+                                    PriorEvents)
 from models.log_batch import Columns, LogBatch, hash_pairs, name_hashes
 
 # Bumped whenever the feature contract changes: a snapshot from another
@@ -136,6 +137,11 @@ class StudentStates(Columns):
     def user_hashes(self) -> np.ndarray:
         return name_hashes(self.users)[self.user]
 
+    def of_user(self, user: str) -> "StudentStates":
+        """The rows of one student (none if the snapshot does not have them)."""
+        code = self.users.index(user) if user in self.users else -1
+        return self.take(self.user == code)
+
     def by_bucket(self, num_buckets: int):
         """(bucket, its rows), buckets as LogBatch.by_bucket forms them."""
         buckets = (name_hashes(self.users) % np.uint64(num_buckets)).astype(np.int64)[self.user]
@@ -162,6 +168,27 @@ class StudentStates(Columns):
         """Per attempt: the saved attempts of its student on its exercise."""
         keys = hash_pairs(self.user_hashes(), name_hashes(self.exercises)[self.exercise])
         return _lookup(keys, self.attempts, hash_pairs(user_hashes, exercise_hashes), 0)
+
+
+def knowledge_state(saved: StudentStates, components: ComponentCache) -> KnowledgeState:
+    """The specification-shaped KnowledgeState of one student's saved rows
+    (serving starts from it; its r adds the components in their saved order)."""
+    if len(np.unique(saved.user)) > 1:
+        raise ValueError("knowledge_state takes the rows of one student")
+    state = KnowledgeState(components)
+    updates = []
+    for row in range(len(saved)):
+        exercise = saved.exercises[saved.exercise[row]]
+        window = state.exercises.setdefault(exercise, ExerciseState())
+        start, stop = saved.answer_indptr[row], saved.answer_indptr[row + 1]
+        window.answers.extend(int(answer) for answer in saved.answers[start:stop])
+        for update in range(saved.update_indptr[row], saved.update_indptr[row + 1]):
+            updates.append((int(saved.update_order[update]), exercise,
+                            saved.problem_types[saved.update_type[update]],
+                            bool(saved.update_correct[update])))
+    for _, *key in sorted(updates):
+        state.random_features = state.random_features + components(tuple(key))
+    return state
 
 
 def _compact(names: tuple, codes: np.ndarray):

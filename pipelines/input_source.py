@@ -14,7 +14,7 @@ from models.problem_log import (FIELDS, missing_columns, parse_column_mapping,
                                 suggest_column_mapping)
 from pipelines.options import date_window
 from transforms.file_formats import SCHEMA_READERS
-from transforms.read import ReadProblemLogs, detect_format
+from transforms.read import BIGQUERY_BUCKETS, ReadProblemLogs, detect_format
 from transforms.read_bigquery import (BQ_SCHEME, ReadProblemLogsFromBigQuery, TableRef,
                                       parse_dataset, parse_table, selected_fields,
                                       source_columns, table_schema, window_condition,
@@ -33,6 +33,7 @@ _BYTES_PER_LOG = {"avro": 14, "parquet": 12, "csv": 80, "json": 170}
 class ProblemLogSource(NamedTuple):
     description: str          # what the run summary records as its input
     read: beam.PTransform     # pbegin -> `valid` chunks and `dead_letter`
+    num_buckets: int          # the student buckets of the `valid` chunks
 
 
 def _bigquery_table(options):
@@ -80,7 +81,7 @@ def _file_source(options, mapping, window) -> ProblemLogSource:
         file_format, sum(metadata.size_in_bytes for metadata in found))
     return ProblemLogSource(options.input, ReadProblemLogs(
         options.input, file_format, mapping, window=tuple(map(day_start_micros, window)),
-        num_buckets=buckets))
+        num_buckets=buckets), buckets)
 
 
 def _file_columns(path: str, file_format: str):
@@ -122,7 +123,7 @@ def _check_file_columns(pattern: str, paths, file_format: str, mapping) -> None:
                 raise ValueError(problem)
 
 
-def _table_source(table: TableRef, mapping, window, buckets) -> ProblemLogSource:
+def _table_source(table: TableRef, mapping, window, buckets: int) -> ProblemLogSource:
     try:
         schema = table_schema(table)
     except Exception as error:  # noqa: BLE001 (any API failure)
@@ -139,17 +140,17 @@ def _table_source(table: TableRef, mapping, window, buckets) -> ProblemLogSource
                             ReadProblemLogsFromBigQuery(mapping, table=table,
                                                         selected_fields=fields,
                                                         row_restriction=restriction,
-                                                        **buckets))
+                                                        num_buckets=buckets), buckets)
 
 
-def _query_source(options, mapping, window, buckets) -> ProblemLogSource:
+def _query_source(options, mapping, window, buckets: int) -> ProblemLogSource:
     if not options.bq_temp_dataset:
         raise ValueError("--input_query needs --bq_temp_dataset project.dataset for its "
                          "result")
     temp_dataset = parse_dataset(options.bq_temp_dataset, "--bq_temp_dataset")
     query = windowed_query(options.input_query, source_columns(mapping)["time_done"], window)
     return ProblemLogSource("query", ReadProblemLogsFromBigQuery(
-        mapping, query=query, temp_dataset=temp_dataset, **buckets))
+        mapping, query=query, temp_dataset=temp_dataset, num_buckets=buckets), buckets)
 
 
 def check_input_options(options):
@@ -179,7 +180,7 @@ def problem_log_source(options, window=None) -> ProblemLogSource:
     ValueError naming the option at fault."""
     window = date_window(options) if window is None else window
     mapping, table = check_input_options(options)
-    buckets = {"num_buckets": options.student_buckets} if options.student_buckets else {}
+    buckets = options.student_buckets or BIGQUERY_BUCKETS
     if options.input_query:
         return _query_source(options, mapping, window, buckets)
     if table is not None:

@@ -165,3 +165,26 @@ def test_students_without_new_logs_are_carried_over_unchanged():
 def test_a_table_that_is_not_a_snapshot_is_refused():
     with pytest.raises(ValueError, match="not a state snapshot"):
         from_arrow(pa.table({"user": ["a"]}))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_serving_from_a_saved_state_equals_serving_from_the_whole_history(seed, tmp_path):
+    from models.serving import KnowledgeModel
+    rng = random.Random(seed)
+    components = ComponentCache(seed=9, dim=DIM)
+    logs = random_logs(rng, students=8, attempts=(20, 70))
+    thetas = {exercise: np.array([rng.gauss(0, 1) for _ in range(7 + DIM)])
+              for exercise in ("a", "b", "c\x1fd", "B")}
+    model = KnowledgeModel(thetas, components)
+    cut = T0 + 120_000
+    _, state, _ = run([log for log in logs if log.time_done < cut], StudentStates.empty(),
+                      components)
+    state = through_parquet(state, tmp_path)
+    for user in sorted({log.user for log in logs}):
+        history = [log for log in logs if log.user == user]
+        newer = [log for log in history if log.time_done >= cut]
+        saved = state.of_user(user)
+        for exercise in thetas:
+            whole = model.predict(history, exercise)
+            from_state = model.predict(newer, exercise, saved=saved)
+            assert abs(whole - from_state) <= 1e-12

@@ -6,9 +6,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from models.knowledge_state import ComponentCache, replay_batch
+from models.student_state import Joined
 from transforms.read import METRICS_NAMESPACE
 
-ROWS, COMPONENT_KEYS = "rows", "component_keys"
+ROWS, COMPONENT_KEYS, STATES = "rows", "component_keys", "states"
 
 
 class StudentBatchDoFn(beam.DoFn):
@@ -72,8 +73,15 @@ class _ReplayBuckets(beam.DoFn):
             yield pvalue.TaggedOutput(COMPONENT_KEYS, GlobalWindows.windowed_value(key))
 
     def process(self, element):
-        batch, starts = element[1]
-        rows = replay_batch(batch, starts, self.components, self.problem_number_range)
+        bucket, (batch, starts, *saved) = element
+        if saved:
+            prior, fingerprints = saved
+            joined = Joined(prior, batch, starts)
+            rows = replay_batch(batch, starts, self.components, self.problem_number_range,
+                                joined.events())
+            yield pvalue.TaggedOutput(STATES, (bucket, joined.advance(fingerprints)))
+        else:
+            rows = replay_batch(batch, starts, self.components, self.problem_number_range)
         if self.emit_from is not None:
             inside = rows.time_done >= self.emit_from
             self.rows_before_window.inc(int(len(rows) - inside.sum()))
@@ -86,7 +94,9 @@ class ReplayKnowledgeState(beam.PTransform):
     """Sessionized buckets -> `rows`: (exercise, TrainingRows) blocks, and
     `component_keys`: the (exercise, problem_type, correct) keys whose random
     components the features used (with repeats across workers). With
-    `emit_from` (epoch µs) earlier attempts only update the state."""
+    `emit_from` (epoch µs) earlier attempts only update the state. Buckets
+    sessionized with saved states also give `states`: (bucket, StudentStates)
+    after the bucket's logs."""
 
     def __init__(self, seed: int, num_random_features: int, problem_number_range=(1, None),
                  emit_from=None):
@@ -94,4 +104,5 @@ class ReplayKnowledgeState(beam.PTransform):
         self.replay = _ReplayBuckets(seed, num_random_features, problem_number_range, emit_from)
 
     def expand(self, students):
-        return students | beam.ParDo(self.replay).with_outputs(COMPONENT_KEYS, main=ROWS)
+        return students | beam.ParDo(self.replay).with_outputs(COMPONENT_KEYS, STATES,
+                                                               main=ROWS)

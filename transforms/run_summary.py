@@ -11,6 +11,8 @@ _COUNTS = ("physical_records", "records_read", "records_unreadable", "bytes_unre
            "unreadable_stretches", "records_valid", "records_outside_window",
            "duplicates_dropped", "students", "students_skipped", "rows_emitted",
            "rows_before_window", "exercises_fitted")
+# Counted only by runs with saved student state (--state_input/--state_output).
+_STATE_COUNTS = ("late_attempts", "state_students_read", "state_students_written")
 # Dead-letter reasons of records that were valid when read (the sessionize stage).
 SESSIONIZE_REASONS = ("too_many_attempts", "conflicting_duplicate")
 
@@ -33,6 +35,7 @@ def summarize(counters: dict) -> dict:
     skipped = {name[len(_SKIPPED_PREFIX):]: value for name, value in counters.items()
                if name.startswith(_SKIPPED_PREFIX)}
     summary = {name: counters.get(name, 0) for name in _COUNTS}
+    summary.update({name: counters[name] for name in _STATE_COUNTS if name in counters})
     summary["dead_lettered"] = dict(sorted(dead_lettered.items()))
     summary["dead_lettered_total"] = sum(dead_lettered.values())
     summary["exercises_skipped"] = dict(sorted(skipped.items()))
