@@ -99,7 +99,9 @@ class ProblemLogOptions(PipelineOptions):
                                 "parameters reads the right days.")
         group.add_argument("--run_date", default="",
                            help="YYYY-MM-DD that --window_days counts back from (default: "
-                                "today in UTC); set it to re-run or backfill a given night.")
+                                "today in UTC), and that dates the knowledge model's "
+                                "--state_dir snapshot; set it to re-run or backfill a given "
+                                "night.")
 
 
 PROGRESS_MODES = ("auto", "always", "never")
@@ -247,8 +249,9 @@ def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime
         run_date = (_date(options.run_date, "--run_date") if options.run_date else
                     today or datetime.datetime.now(datetime.timezone.utc).date())
         return run_date - datetime.timedelta(days=options.window_days), run_date
-    if options.run_date:
-        raise ValueError("--run_date only sets where --window_days counts back from")
+    if options.run_date and not getattr(options, "state_dir", ""):
+        raise ValueError("--run_date only sets where --window_days counts back from (and "
+                         "which --state_dir snapshot a run writes)")
     start = _date(options.start_date, "--start_date") if options.start_date else None
     end = _date(options.end_date, "--end_date") if options.end_date else None
     if start and end and end < start:

@@ -90,6 +90,9 @@ REGEXES: Dict[str, str] = {
     "output": GCS_DIRECTORY,
     "store": GCS_DIRECTORY,
     "training_rows_output": GCS_DIRECTORY,
+    "state_input": GCS_DIRECTORY,
+    "state_output": GCS_DIRECTORY,
+    "state_dir": GCS_DIRECTORY,
     "column_mapping": (rf"^{_ONE_OF(FIELDS)}=[^,=\s]+(,{_ONE_OF(FIELDS)}=[^,=\s]+)*$"),
     "problem_number_range": r"^[1-9][0-9]*,[1-9][0-9]*$",
     "bq_project": PROJECT,
@@ -130,6 +133,7 @@ LABELS = {
     "l2": "L2 penalty",
     "seed": "Model seed",
     "store": "Columnar store directory",
+    "state_dir": "Dated student-state snapshots directory",
     "templates": "Feature templates",
 }
 NAMES = {"train_knowledge_model": "Knowledge model training",

@@ -131,3 +131,27 @@ def test_an_existing_snapshot_needs_overwrite(full_and_sliced, slices, tmp_path)
     with pytest.raises(UsageError, match="--state_output .* already holds a snapshot"):
         run(["--input", slices[0], "--output", str(tmp_path / "out"),
              "--state_output", str(base / "state-0"), *COMMON])
+
+
+def test_dated_state_dir_bootstraps_continues_keeps_and_reruns(full_and_sliced, slices,
+                                                                tmp_path):
+    """--state_dir as the nightly job uses it: the first night replays
+    everything, each night continues from the latest earlier snapshot,
+    --state_keep prunes old ones, and re-running a night gives the same."""
+    _, _, base = full_and_sliced
+    root = tmp_path / "state"
+    days = ["2026-03-01", "2026-03-02", "2026-03-04"]  # a night missed: 03-03
+    for number, (path, day) in enumerate(zip(slices, days)):
+        summary = run(["--input", path, "--output", str(tmp_path / "out"), "--overwrite",
+                       "--training_rows_output", str(tmp_path / f"rows-{number}"),
+                       "--state_dir", str(root), "--run_date", day, "--state_keep", "1",
+                       *COMMON])
+        assert rows_of(tmp_path / f"rows-{number}") == rows_of(base / f"rows-{number}")
+        previous = days[number - 1] if number else None
+        assert summary.get("state_input", {}).get("path") == (
+            str(root / previous) if previous else None)
+    assert sorted(os.listdir(root / "2026-03-01")) == []  # pruned: only 03-02 is kept
+    first = (root / "2026-03-04" / "state-00000.parquet").read_bytes()
+    run(["--input", slices[2], "--output", str(tmp_path / "out"), "--overwrite",
+         "--state_dir", str(root), "--run_date", "2026-03-04", *COMMON])
+    assert (root / "2026-03-04" / "state-00000.parquet").read_bytes() == first
