@@ -280,6 +280,24 @@ class TrainingRows(Columns):
     def __len__(self):
         return len(self.correct)
 
+    @staticmethod
+    def empty() -> "TrainingRows":
+        return TrainingRows(np.array([], dtype=object), np.array([], dtype=np.uint64),
+                            np.array([], dtype=object),
+                            np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+                            np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
+                            np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
+
+    @staticmethod
+    def from_features(user, user_hash, exercise, time_done, problem_number, correct,
+                      x: np.ndarray) -> "TrainingRows":
+        """Rows whose x is known (e.g. read back from a store): r kept dense."""
+        n = len(correct)
+        return TrainingRows(user, user_hash, exercise, time_done, problem_number, correct,
+                            x[:, :NUM_BASE_FEATURES], np.zeros(n + 1, dtype=np.int64),
+                            np.zeros(0, dtype=np.int32), (), np.arange(n, dtype=np.int64),
+                            x[:, NUM_BASE_FEATURES:])
+
     def take(self, index) -> "TrainingRows":
         index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
         if index.dtype == bool:
@@ -447,11 +465,7 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     n = len(batch)
     lengths = np.diff(student_starts)
     if n == 0:
-        return TrainingRows(np.array([], dtype=object), np.array([], dtype=np.uint64),
-                            np.array([], dtype=object),
-                            np.array([], dtype=np.int64), np.array([], dtype=np.int64),
-                            np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
-                            np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
+        return TrainingRows.empty()
     correct = batch.correct
     problem_number = batch.problem_number
     num_students = len(lengths)

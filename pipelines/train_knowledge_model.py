@@ -36,15 +36,13 @@ from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, Pro
                                output_path, parse_problem_number_range, read_window,
                                submits_only)
 from pipelines.progress import run_pipeline
-from pipelines.saved_state import (StateOptions, check_state_input, read_from,
-                                   resolve_state_dir, snapshot_header, state_paths)
+from pipelines.saved_state import SavedState, StateOptions
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
 from transforms.fit import SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import COMPONENT_KEYS, ROWS, STATES, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
 from transforms.sessionize import SessionizeByStudent
-from transforms.student_state import ReadStudentStates, WriteStudentStates, snapshot_files
 from transforms.write import (ComponentRecords, TrainingRowRecords, WriteJsonLines,
                               WriteSortedJsonLines, component_sort_key, read_json_lines)
 
@@ -117,15 +115,8 @@ def validate(options) -> dict:
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
     }
     check_input_options(options)
-    settings["state_input"], settings["state_output"], settings["expired_states"] = (
-        resolve_state_dir(options))
-    settings["state_header"] = check_state_input(settings["state_input"],
-                                                 settings["state_output"], options)
-    if settings["state_header"]:  # the saved states replace the history before `start`
-        read = (read_from(settings["state_header"], start), read[1])
-    elif options.state_dir:  # no snapshot yet: replay the whole history
-        read = (None, read[1])
-    settings["logs_until"] = read[1]
+    settings["saved_state"] = SavedState(options, start, read)
+    read = settings["saved_state"].read_window
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
     if not MODEL_VERSION_PATTERN.fullmatch(settings["model_version"]):
@@ -183,22 +174,15 @@ def build(pipeline, options, settings: dict) -> None:
         model_version=settings["model_version"], trained_at=settings["trained_at"])
 
     logs = pipeline | "ReadProblemLogs" >> settings["source"].read
-    chunks = logs.valid
-    if settings["state_header"]:
-        states = pipeline | "ReadStudentStates" >> ReadStudentStates(
-            state_paths(settings["state_input"], settings["state_header"]),
-            settings["source"].num_buckets)
-        chunks = (chunks, states) | "LogsAndStates" >> beam.Flatten()
+    saved_state = settings["saved_state"]
+    chunks = saved_state.add_states(pipeline, logs.valid, settings["source"].num_buckets)
     students = chunks | "SessionizeByStudent" >> SessionizeByStudent(
-        options.max_attempts_per_student,
-        saved_states=bool(settings["state_input"] or settings["state_output"]))
+        options.max_attempts_per_student, saved_states=saved_state.continues)
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
         options.seed, options.num_random_features, settings["problem_number_range"],
         emit_from=settings["train_from"])
-    if settings["state_output"]:
-        _ = replayed[STATES] | "WriteStudentStates" >> WriteStudentStates(
-            settings["state_output"], snapshot_header(options, settings, settings["logs_until"]))
-    fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(
+    rows = saved_state.save(replayed[STATES], replayed[ROWS], settings, fit_settings)
+    fits = rows | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
 
     _ = fits.fitted | "WriteParams" >> WriteSortedJsonLines(
@@ -273,14 +257,9 @@ def run(argv=None) -> dict:
     if existing and not options.overwrite:
         raise UsageError(f"--output {options.output!r} already holds outputs of a run "
                          f"(e.g. {existing[0]}); pass --overwrite to replace them")
-    snapshot = snapshot_files(settings["state_output"]) if settings["state_output"] else []
-    if snapshot and not options.overwrite:
-        raise UsageError(f"--state_output {settings['state_output']!r} already holds a "
-                         f"snapshot (e.g. {snapshot[0]}); pass --overwrite to replace it")
-    expired = [path for folder in settings["expired_states"]
-               for path in snapshot_files(folder)]
-    if existing or snapshot or expired:
-        FileSystems.delete(snapshot + expired + existing)  # snapshots' headers first
+    replaced = settings["saved_state"].files_to_replace(options.overwrite)
+    if existing or replaced:
+        FileSystems.delete(replaced + existing)
 
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, settings)
@@ -324,12 +303,8 @@ def run(argv=None) -> dict:
             "project": options.datastore_project, "namespace": options.datastore_namespace,
             "model_version": settings["model_version"], "run_id": settings["run_id"],
             **{key: written[key] for key in ("activated", "deploy_decision", "active_version")}}
-    if settings["state_output"]:
-        summary["outputs"]["state"] = settings["state_output"]
-    if settings["state_header"]:
-        summary["state_input"] = {"path": settings["state_input"], **{
-            key: settings["state_header"].get(key)
-            for key in ("logs_until", "students", "model_version", "written_at")}}
+    summary["outputs"].update(settings["saved_state"].outputs())
+    summary.update(settings["saved_state"].summary())
     if options.training_rows_output:
         summary["outputs"]["training_rows"] = output_path(
             options.training_rows_output, "training_rows-*.jsonl")

@@ -50,6 +50,11 @@ def slices(tmp_path_factory):
     return paths
 
 
+def params_of(output):
+    return {record["exercise"]: record
+            for record in read_jsonl(os.path.join(output, "params", "*.jsonl"))}
+
+
 def rows_of(directory):
     return {(row["user"], row["exercise"], row["time_done"], row["problem_number"],
              row["correct"]): row["x"]
@@ -151,7 +156,51 @@ def test_dated_state_dir_bootstraps_continues_keeps_and_reruns(full_and_sliced, 
         assert summary.get("state_input", {}).get("path") == (
             str(root / previous) if previous else None)
     assert sorted(os.listdir(root / "2026-03-01")) == []  # pruned: only 03-02 is kept
+    # The last night fitted on its own rows and the stored samples of the
+    # earlier nights: the full run's parameters.
+    expected = params_of(base / "full")
+    actual = params_of(tmp_path / "out")
+    assert sorted(actual) == sorted(expected)
+    for exercise, record in expected.items():
+        assert actual[exercise]["num_rows_available"] == record["num_rows_available"]
+        assert actual[exercise]["num_train"] == record["num_train"]
+        np.testing.assert_allclose(actual[exercise]["theta"], record["theta"], rtol=0,
+                                   atol=1e-9)
     first = (root / "2026-03-04" / "state-00000.parquet").read_bytes()
     run(["--input", slices[2], "--output", str(tmp_path / "out"), "--overwrite",
          "--state_dir", str(root), "--run_date", "2026-03-04", *COMMON])
     assert (root / "2026-03-04" / "state-00000.parquet").read_bytes() == first
+
+
+def test_state_dir_plan_picks_the_window_and_prunes(tmp_path):
+    """resolve_state on a hand-made tree: snapshots of 03-01..03-05 (03-04
+    unfinished), rows partitions of the same days (03-02 unfinished)."""
+    from types import SimpleNamespace
+
+    from pipelines.saved_state import resolve_state
+    for day in ("01", "02", "03", "04", "05"):
+        snapshot = tmp_path / f"2026-03-{day}"
+        snapshot.mkdir()
+        (snapshot / "state-00000.parquet").write_bytes(b"")
+        if day != "04":
+            (snapshot / "SNAPSHOT.json").write_text("{}")
+        rows = tmp_path / "rows" / f"2026-03-{day}"
+        rows.mkdir(parents=True)
+        (rows / "rows-00000.parquet").write_bytes(b"")
+        if day != "02":
+            (rows / "DONE.json").write_text("{}")
+    options = SimpleNamespace(state_dir=str(tmp_path), state_input="", state_output="",
+                              run_date="2026-03-05", state_keep=2)
+    import datetime
+    plan = resolve_state(options, window_start=datetime.date(2026, 3, 1))
+    # Latest finished snapshot before the run date: 03-03 (03-04 is unfinished).
+    assert plan.state_input == str(tmp_path / "2026-03-03")
+    assert plan.state_output == str(tmp_path / "2026-03-05")
+    assert plan.rows_output == str(tmp_path / "rows" / "2026-03-05")
+    # Partitions after the window's first day, before the run date, finished.
+    assert plan.rows_inputs == [str(tmp_path / "rows" / f"2026-03-{day}") for day in ("03", "04")]
+    # Keep the 2 newest finished snapshots (03-02, 03-03); unfinished 03-04 goes;
+    # partitions outside the window or unfinished go.
+    assert sorted(plan.expired) == sorted(
+        [str(tmp_path / "2026-03-01"), str(tmp_path / "2026-03-04")]
+        + [str(tmp_path / "rows" / f"2026-03-{day}") for day in ("01", "02")])

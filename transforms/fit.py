@@ -41,10 +41,13 @@ class BottomKRowsFn(beam.CombineFn):
         return bottom_k(TrainingRows.concatenate([rows for rows, _ in blocks]),
                         np.concatenate([keys for _, keys in blocks]), self.k)
 
-    def add_input(self, accumulator, rows):
+    def add_input(self, accumulator, element):
+        """`element`: a TrainingRows block, or (a sample, rows seen) from an
+        earlier sampling (transforms.rows_store: a run's sample read back)."""
+        rows, seen = element if isinstance(element, tuple) else (element, len(element))
         accumulator[0].append((rows, sample_keys(rows, self.seed)))
         accumulator[1] += len(rows)
-        accumulator[2] += len(rows)
+        accumulator[2] += seen
         return self._compact(accumulator)
 
     def merge_accumulators(self, accumulators):
@@ -86,11 +89,25 @@ class _Fit(beam.DoFn):
             yield pvalue.TaggedOutput(SKIPPED, record)
 
 
+class SampleRowsPerExercise(beam.PTransform):
+    """(exercise, TrainingRows blocks or (sample, rows seen)) -> (exercise,
+    (its bottom-k sample, rows seen)): samples of samples are exact, so a
+    run's sample can be kept and merged into a later run's."""
+
+    def __init__(self, max_samples: int, seed: int):
+        super().__init__()
+        self.max_samples, self.seed = max_samples, seed
+
+    def expand(self, blocks):
+        return blocks | beam.CombinePerKey(BottomKRowsFn(self.max_samples, self.seed))
+
+
 class FitPerExercise(beam.PTransform):
     """(exercise, TrainingRows) blocks -> `fitted` parameter records and
     `skipped` records with a reason. With `baseline` ({exercise: theta} of a
     version with the same features) each record also scores it on the same
-    holdout rows."""
+    holdout rows. Blocks may also be (sample, rows seen) pairs of
+    SampleRowsPerExercise."""
 
     def __init__(self, settings: FitSettings, baseline=None):
         super().__init__()
@@ -98,7 +115,7 @@ class FitPerExercise(beam.PTransform):
 
     def expand(self, blocks):
         return (blocks
-                | "SampleRowsPerExercise" >> beam.CombinePerKey(
-                    BottomKRowsFn(self.settings.max_samples, self.settings.seed))
+                | "SampleRowsPerExercise" >> SampleRowsPerExercise(self.settings.max_samples,
+                                                                   self.settings.seed)
                 | "Fit" >> beam.ParDo(_Fit(self.settings, self.baseline))
                 .with_outputs(SKIPPED, main=FITTED))

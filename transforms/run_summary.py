@@ -12,7 +12,8 @@ _COUNTS = ("physical_records", "records_read", "records_unreadable", "bytes_unre
            "duplicates_dropped", "students", "students_skipped", "rows_emitted",
            "rows_before_window", "exercises_fitted")
 # Counted only by runs with saved student state (--state_input/--state_output).
-_STATE_COUNTS = ("late_attempts", "state_students_read", "state_students_written")
+_STATE_COUNTS = ("late_attempts", "state_students_read", "state_students_written",
+                 "stored_rows_read")
 # Dead-letter reasons of records that were valid when read (the sessionize stage).
 SESSIONIZE_REASONS = ("too_many_attempts", "conflicting_duplicate")
 

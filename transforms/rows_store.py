@@ -1,0 +1,191 @@
+"""The rows store: each run's sample of its training rows, kept so that a run
+that continues from saved state (and so replays only new logs) still fits on
+every row of the training window.
+
+A run writes a partition: `rows-NNNNN.parquet` shards holding, per exercise,
+the bottom-k sample of the rows it emitted (x dense, as computed), a
+`counts.parquet` of rows seen per (exercise, day of time_done), and
+`DONE.json` last. A later run reads the finished partitions of its window,
+keeps the rows and counts of days inside it, and merges them with its own
+rows: the bottom-k of samples is the bottom-k of all their rows, so the fit
+sees the sample one run over the whole window would draw (at the window's
+first day, a partition that also holds earlier days can give fewer rows
+than --max_samples_per_exercise: still a uniform sample).
+"""
+
+import datetime
+import json
+import zlib
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from models.knowledge_state import ComponentCache, TrainingRows
+from transforms.read import METRICS_NAMESPACE
+
+DONE = "DONE.json"
+COUNTS = "counts.parquet"
+_DAY = 86_400_000_000  # µs
+_SHARDS = 16
+
+
+def _day(time_done: np.ndarray) -> np.ndarray:
+    return np.floor_divide(time_done, _DAY)
+
+
+def _shard(exercise: str) -> int:
+    return zlib.crc32(exercise.encode("utf-8", "surrogatepass")) % _SHARDS
+
+
+class _CountDays(beam.DoFn):
+    """(exercise, TrainingRows) -> ((exercise, day number), rows)."""
+
+    def process(self, block):
+        exercise, rows = block
+        days, counts = np.unique(_day(rows.time_done), return_counts=True)
+        for day, count in zip(days.tolist(), counts.tolist()):
+            yield (exercise, day), count
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, directory: str, seed: int, dim: int):
+        self.directory, self.seed, self.dim = directory, seed, dim
+
+    def setup(self):
+        self.components = ComponentCache(self.seed, self.dim)
+
+    def process(self, element):
+        shard, samples = element
+        samples = sorted(samples, key=lambda sample: sample[0])
+        rows = TrainingRows.concatenate([rows for _, (rows, _) in samples])
+        x = rows.features(self.components)
+        table = pa.table({
+            "exercise": pa.array(rows.exercise.tolist(), pa.string()),
+            "user": pa.array(rows.user.tolist(), pa.string()),
+            "user_hash": pa.array(rows.user_hash, pa.uint64()),
+            "time_done": pa.array(rows.time_done, pa.int64()),
+            "problem_number": pa.array(rows.problem_number, pa.int64()),
+            "correct": pa.array(rows.correct, pa.bool_()),
+            "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])})
+        name = f"rows-{shard:05d}.parquet"
+        with FileSystems.create(FileSystems.join(self.directory, name)) as handle:
+            pq.write_table(table, handle)
+        yield name
+
+
+class _WriteDone(beam.DoFn):
+    """Writes counts.parquet, then DONE.json naming every file."""
+
+    def __init__(self, directory: str, header: dict):
+        self.directory, self.header = directory, header
+
+    def process(self, _, shards, counts, after):
+        counts = sorted(counts)
+        table = pa.table({
+            "exercise": pa.array([exercise for (exercise, _), _ in counts], pa.string()),
+            "day": pa.array([day for (_, day), _ in counts], pa.int32()).cast(pa.date32()),
+            "rows": pa.array([rows for _, rows in counts], pa.int64())})
+        with FileSystems.create(FileSystems.join(self.directory, COUNTS)) as handle:
+            pq.write_table(table, handle)
+        done = {**self.header, "files": sorted(shards), "rows_seen": sum(n for _, n in counts)}
+        with FileSystems.create(FileSystems.join(self.directory, DONE)) as handle:
+            handle.write(json.dumps(done, indent=2, sort_keys=True).encode("utf-8"))
+        yield done
+
+
+class WriteRowsPartition(beam.PTransform):
+    """{"samples": (exercise, (sample, seen)), "rows": (exercise, TrainingRows),
+    "after": anything} -> a finished partition in `directory` (see the module
+    docstring), marked finished only after "after" is computed (the run's
+    snapshot: a partition is then never finished without it, which would
+    count its days twice, as the next run would read them again)."""
+
+    def __init__(self, directory: str, header: dict, seed: int, dim: int):
+        super().__init__()
+        self.directory, self.header = directory.rstrip("/"), header
+        self.seed, self.dim = seed, dim
+
+    def expand(self, inputs):
+        shards = (inputs["samples"]
+                  | "ByShard" >> beam.Map(lambda sample: (_shard(sample[0]), sample))
+                  | "GroupShards" >> beam.GroupByKey()
+                  | "WriteShards" >> beam.ParDo(_WriteShard(self.directory, self.seed,
+                                                            self.dim)))
+        counts = (inputs["rows"]
+                  | "CountDays" >> beam.ParDo(_CountDays())
+                  | "SumDays" >> beam.CombinePerKey(sum))
+        pipeline = inputs["rows"].pipeline
+        return (pipeline
+                | "Once" >> beam.Create([None])
+                | "WriteDone" >> beam.ParDo(_WriteDone(self.directory, self.header),
+                                            beam.pvalue.AsList(shards),
+                                            beam.pvalue.AsList(counts),
+                                            beam.pvalue.AsList(inputs["after"])))
+
+
+class _ReadPartitionFile(beam.DoFn):
+    """A partition's file -> (exercise, (sample, 0)) from a rows shard, or
+    (exercise, (no rows, rows seen)) from its counts, for days >= `from_day`."""
+
+    def __init__(self, from_day):
+        self.from_day = from_day
+        self.rows_read = Metrics.counter(METRICS_NAMESPACE, "stored_rows_read")
+
+    def process(self, path):
+        with FileSystems.open(path) as handle:
+            table = pq.read_table(handle)
+        if path.endswith(COUNTS):
+            days = table.column("day").cast(pa.int32()).to_numpy()
+            keep = days >= self.from_day
+            seen = {}
+            for exercise, rows in zip(np.array(table.column("exercise").to_pylist(),
+                                               dtype=object)[keep].tolist(),
+                                      table.column("rows").to_numpy()[keep].tolist()):
+                seen[exercise] = seen.get(exercise, 0) + rows
+            for exercise, rows in seen.items():
+                yield exercise, (TrainingRows.empty(), rows)
+            return
+        time_done = table.column("time_done").to_numpy()
+        keep = np.flatnonzero(_day(time_done) >= self.from_day)
+        x = table.column("x").combine_chunks()
+        x = x.flatten().to_numpy().reshape(len(table), x.type.list_size)[keep]
+        rows = TrainingRows.from_features(
+            np.array(table.column("user").to_pylist(), dtype=object)[keep],
+            table.column("user_hash").to_numpy()[keep],
+            np.array(table.column("exercise").to_pylist(), dtype=object)[keep],
+            time_done[keep], table.column("problem_number").to_numpy()[keep],
+            table.column("correct").to_numpy(zero_copy_only=False)[keep], x)
+        self.rows_read.inc(len(rows))
+        for exercise, sample in rows.split_by_exercise():
+            yield exercise, (sample, 0)
+
+
+class ReadRowsPartitions(beam.PTransform):
+    """Files of finished partitions -> (exercise, (sample, rows seen)) pieces
+    of the days from `from_date` on (None: every day)."""
+
+    def __init__(self, paths, from_date: datetime.date = None):
+        super().__init__()
+        self.paths = list(paths)
+        self.from_day = ((from_date - datetime.date(1970, 1, 1)).days if from_date
+                         else np.iinfo(np.int32).min)
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "PartitionFiles" >> beam.Create(self.paths)
+                | "Reshuffle" >> beam.Reshuffle()
+                | "ReadPartitionFiles" >> beam.ParDo(_ReadPartitionFile(self.from_day)))
+
+
+def read_done(directory: str) -> dict:
+    with FileSystems.open(FileSystems.join(directory.rstrip("/"), DONE)) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def partition_files(directory: str, done: dict) -> list:
+    directory = directory.rstrip("/")
+    return [FileSystems.join(directory, name) for name in done["files"] + [COUNTS]]
