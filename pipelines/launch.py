@@ -59,9 +59,11 @@ Decisions a nightly job depends on:
   scheduled in Etc/UTC so "yesterday" means the same thing to both, and the
   retries stop within the same UTC day (maxRetryDuration 4 h after 03:00). A
   --scheduler_job with an absolute date (YYYY-MM-DD) in any value is refused;
-  one-off launches (a backfill with run_date=...) may use dates. The knowledge
-  model rebuilds every student's state from the logs it reads, so the window
-  must hold enough history (the example uses 30 days, not 1).
+  one-off launches (a backfill with run_date=...) may use dates. With
+  state_dir the knowledge model continues every student from the previous
+  night's saved state (dated folders, picked by the run date); without it,
+  it rebuilds every state from the logs it reads, so the window must hold
+  enough history.
 * The output path is fixed, so the nightly run replaces the previous night's
   files (overwrite=true); the history of models is kept as Datastore model
   versions (params_sink=datastore), each named by its UTC start time.

@@ -27,6 +27,7 @@ NIGHTLY = [
     "--job_name_prefix", "knowledge-model-nightly",
     "--parameter", f"input=bq://{PROJECT}.logs.problem_logs",
     "--parameter", "window_days=30",
+    "--parameter", f"state_dir=gs://{BUCKET}/nightly/state",
     "--parameter", f"output=gs://{BUCKET}/nightly/knowledge_model",
     "--parameter", "overwrite=true",
     "--parameter", "params_sink=datastore",

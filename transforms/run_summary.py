@@ -89,7 +89,11 @@ def human_summary(summary: dict, output: str) -> str:
         f"({summary['students_skipped']:,} skipped), "
         f"{counted(summary['rows_emitted'], 'training row')}"
         + (f" ({counted(summary['rows_before_window'], 'attempt')} before the window "
-           f"replayed for history only)." if summary["rows_before_window"] else "."),
+           f"replayed for history only)." if summary["rows_before_window"] else ".")
+        + (f" Continued {counted(summary['state_students_read'], 'saved student')}"
+           f" ({counted(summary.get('late_attempts', 0), 'late attempt')}); the fit also "
+           f"sampled {counted(summary.get('stored_rows_read', 0), 'stored row')} of earlier "
+           f"runs." if "state_students_read" in summary else ""),
         f"{counted(summary['exercises_fitted'], 'exercise')} fitted, "
         f"{summary['exercises_skipped_total']:,} skipped"
         f"{_by_reason(summary['exercises_skipped'])}.",
