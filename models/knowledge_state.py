@@ -232,14 +232,15 @@ def user_hash(user: str) -> int:
                           "little")
 
 
-def _ragged_take(indptr: np.ndarray, values: np.ndarray, index: np.ndarray):
-    """Rows `index` of a CSR-style ragged array -> (indptr, values)."""
+def ragged_take(indptr: np.ndarray, index: np.ndarray):
+    """Rows `index` of a CSR-style ragged array: (their indptr, the positions
+    of their values in the values array)."""
     lengths = np.diff(indptr)[index]
     new_indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_indptr[1:])
     positions = (np.repeat(indptr[:-1][index] - new_indptr[:-1], lengths)
                  + np.arange(new_indptr[-1]))
-    return new_indptr, values[positions]
+    return new_indptr, positions
 
 
 class TrainingRows(Columns):
@@ -302,7 +303,8 @@ class TrainingRows(Columns):
         index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
-        indptr, ids = _ragged_take(self.update_indptr, self.update_ids, index)
+        indptr, positions = ragged_take(self.update_indptr, index)
+        ids = self.update_ids[positions]
         # Only the keys these rows use: a block must not carry the keys of the
         # whole batch it came from (exercises x keys across thousands of blocks).
         used, ids = np.unique(ids, return_inverse=True)

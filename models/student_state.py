@@ -24,7 +24,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from models.knowledge_state import (WINDOW, ComponentCache, ExerciseState, KnowledgeState,
-                                    PriorEvents)
+                                    PriorEvents, ragged_take)
 from models.log_batch import Columns, LogBatch, hash_pairs, name_hashes
 
 # Bumped whenever the feature contract changes: a snapshot from another
@@ -32,16 +32,6 @@ from models.log_batch import Columns, LogBatch, hash_pairs, name_hashes
 CONTRACT_VERSION = 1
 
 _NAMES = ("users", "exercises", "problem_types")
-
-
-def _ragged_take(indptr: np.ndarray, index: np.ndarray):
-    """(new indptr, positions of the values) of rows `index` of a ragged array."""
-    lengths = np.diff(indptr)[index]
-    new_indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_indptr[1:])
-    positions = (np.repeat(indptr[:-1][index] - new_indptr[:-1], lengths)
-                 + np.arange(new_indptr[-1]))
-    return new_indptr, positions
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing):
@@ -97,8 +87,8 @@ class StudentStates(Columns):
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
-        answer_indptr, answer_at = _ragged_take(self.answer_indptr, index)
-        update_indptr, update_at = _ragged_take(self.update_indptr, index)
+        answer_indptr, answer_at = ragged_take(self.answer_indptr, index)
+        update_indptr, update_at = ragged_take(self.update_indptr, index)
         users, user = _compact(self.users, self.user[index])
         exercises, exercise = _compact(self.exercises, self.exercise[index])
         types, update_type = _compact(self.problem_types, self.update_type[update_at])
