@@ -88,7 +88,7 @@ def test_bias_only_model_by_hand():
 
     pipeline = TestPipeline()
     metrics = (pipeline | beam.Create(as_buckets(STUDENTS))
-               | DailyMetrics(bias_only_model(), window=(START, END), batch_size=2))
+               | DailyMetrics(bias_only_model(), window=(START, END)))
     assert_that(metrics, as_computed)
     result = pipeline.run()
     result.wait_until_finish()
@@ -129,5 +129,5 @@ def test_full_model_equals_the_reference_replay():
 
     with TestPipeline() as pipeline:
         metrics = (pipeline | beam.Create(as_buckets(STUDENTS))
-                   | DailyMetrics(model, window=(START, END), batch_size=3, hot_key_fanout=2))
+                   | DailyMetrics(model, window=(START, END), hot_key_fanout=2))
         assert_that(metrics, as_replayed)

@@ -19,22 +19,20 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from dashboard import render_dashboard
-from models.knowledge_state import ComponentCache, replay_students
+from models.knowledge_state import ComponentCache, replay_batch
 from models.monitoring import accumulate, day_of, metrics_record, sum_accumulators
 from transforms import progress
 from transforms.read import METRICS_NAMESPACE
-from transforms.replay import StudentBatchDoFn
 from transforms.write import read_json_lines
 
 
-class _ScoreBatches(StudentBatchDoFn):
-    """Sessionized students -> ((day, exercise), partial accumulator), for the
-    attempts inside [start, end) (µs; None: open) of exercises with parameters.
-    Attempts outside still update the state, as in training."""
+class _ScoreBuckets(beam.DoFn):
+    """Sessionized buckets -> ((day, exercise), partial accumulator), for the
+    attempts inside [start, end) (µs; None: open) of exercises with parameters,
+    every student of a bucket replayed in one vectorized pass. Attempts
+    outside still update the state, as in training."""
 
-    def __init__(self, params, seed, num_random_features, problem_number_range, window,
-                 batch_size):
-        super().__init__(batch_size)
+    def __init__(self, params, seed, num_random_features, problem_number_range, window):
         self.params = params
         self.seed, self.num_random_features = seed, num_random_features
         self.problem_number_range = problem_number_range
@@ -49,8 +47,9 @@ class _ScoreBatches(StudentBatchDoFn):
         self.theta = np.array(list(self.params.values())).reshape(
             len(self.params), -1)
 
-    def replay_batch(self, students):
-        rows = replay_students(students, self.components, self.problem_number_range)
+    def process(self, element):
+        batch, starts = element[1]
+        rows = replay_batch(batch, starts, self.components, self.problem_number_range)
         inside = np.ones(len(rows), dtype=bool)
         if self.start is not None:
             inside &= rows.time_done >= self.start
@@ -63,11 +62,11 @@ class _ScoreBatches(StudentBatchDoFn):
         self.without_params.inc(int((inside & (index < 0)).sum()))
         self.scored.inc(int(scored.sum()))
         if not scored.any():
-            return []
+            return
         rows, index = rows.take(scored), index[scored]
         logits = np.einsum("ij,ij->i", rows.features(self.components), self.theta[index])
-        return accumulate(day_of(rows.time_done), rows.exercise, logits, rows.correct,
-                          rows.user_hash).items()
+        yield from accumulate(day_of(rows.time_done), rows.exercise, logits, rows.correct,
+                              rows.user_hash).items()
 
 
 class _SumAccumulators(beam.CombineFn):
@@ -85,24 +84,24 @@ class _SumAccumulators(beam.CombineFn):
 
 
 class DailyMetrics(beam.PTransform):
-    """(user, sessionized logs) -> daily metrics records (models.monitoring)
-    of `model`: a dict with params {exercise: theta}, seed,
-    num_random_features and model_version."""
+    """Sessionized buckets (SessionizeByStudent) -> daily metrics records
+    (models.monitoring) of `model`: a dict with params {exercise: theta},
+    seed, num_random_features and model_version."""
 
     def __init__(self, model: dict, problem_number_range=(1, None), window=(None, None),
-                 batch_size: int = 20000, hot_key_fanout: int = 4):
+                 hot_key_fanout: int = 4):
         super().__init__()
         self.model = model
         self.problem_number_range, self.window = problem_number_range, window
-        self.batch_size, self.hot_key_fanout = batch_size, hot_key_fanout
+        self.hot_key_fanout = hot_key_fanout
 
     def expand(self, students):
         model = self.model
         version = model["model_version"]
         return (students
-                | "Score" >> beam.ParDo(_ScoreBatches(
+                | "Score" >> beam.ParDo(_ScoreBuckets(
                     model["params"], model["seed"], model["num_random_features"],
-                    self.problem_number_range, self.window, self.batch_size))
+                    self.problem_number_range, self.window))
                 | "SumPerDayAndExercise" >> beam.CombinePerKey(
                     _SumAccumulators()).with_hot_key_fanout(self.hot_key_fanout)
                 | "Records" >> beam.MapTuple(
