@@ -7,8 +7,12 @@ attempted:
 
 * attempts: how many attempts on the exercise were kept so far (problem
   numbers are derived counting on from it);
-* answers: the last WINDOW answers, oldest first, with each attempt's
-  fingerprint (LogBatch.fingerprints: a later copy of it is a duplicate);
+* answers: the last WINDOW answers, oldest first;
+* recent attempts: the time_done and fingerprint (LogBatch.fingerprints) of
+  the attempts less than RECENT_MICROS before the student's latest one: a
+  later copy of one of them is a duplicate. Overlapping exports repeat the
+  last hours, not months ago, and a fingerprint per answer would make up most
+  of the snapshot;
 * first attempts: the (problem_type, correct) of every problem_number == 1
   attempt on the exercise, with its position in the student's sequence of
   such attempts: r is the sum of their random components, in that order;
@@ -30,6 +34,7 @@ from models.log_batch import Columns, LogBatch, hash_pairs, name_hashes
 # Bumped whenever the feature contract changes: a snapshot from another
 # version would give other features than a replay of the whole history.
 CONTRACT_VERSION = 1
+RECENT_MICROS = 86_400_000_000  # one day
 
 _NAMES = ("users", "exercises", "problem_types")
 
@@ -48,12 +53,13 @@ class StudentStates(Columns):
     """Saved states of a set of students, as columns (see the module docstring)."""
 
     __slots__ = ("users", "user", "exercises", "exercise", "problem_types", "attempts",
-                 "last_time", "answer_indptr", "answers", "fingerprints", "update_indptr",
-                 "update_type", "update_correct", "update_order")
+                 "last_time", "answer_indptr", "answers", "recent_indptr", "recent_times",
+                 "recent_fingerprints", "update_indptr", "update_type", "update_correct",
+                 "update_order")
 
     def __init__(self, users, user, exercises, exercise, problem_types, attempts, last_time,
-                 answer_indptr, answers, fingerprints, update_indptr, update_type,
-                 update_correct, update_order):
+                 answer_indptr, answers, recent_indptr, recent_times, recent_fingerprints,
+                 update_indptr, update_type, update_correct, update_order):
         self.users, self.user = tuple(users), user              # int32 codes
         self.exercises, self.exercise = tuple(exercises), exercise
         self.problem_types = tuple(problem_types)
@@ -61,7 +67,9 @@ class StudentStates(Columns):
         self.last_time = last_time            # int64 epoch µs, the student's latest
         self.answer_indptr = answer_indptr    # int64 (rows + 1)
         self.answers = answers                # bool, oldest first
-        self.fingerprints = fingerprints      # uint64, one per answer
+        self.recent_indptr = recent_indptr    # int64 (rows + 1)
+        self.recent_times = recent_times      # int64 epoch µs
+        self.recent_fingerprints = recent_fingerprints  # uint64
         self.update_indptr = update_indptr    # int64 (rows + 1)
         self.update_type = update_type        # int32 codes into problem_types
         self.update_correct = update_correct  # bool
@@ -75,8 +83,9 @@ class StudentStates(Columns):
         nothing = np.zeros(0, np.int64)
         return StudentStates((), np.zeros(0, np.int32), (), np.zeros(0, np.int32), (),
                              nothing, nothing, np.zeros(1, np.int64), np.zeros(0, bool),
-                             np.zeros(0, np.uint64), np.zeros(1, np.int64),
-                             np.zeros(0, np.int32), np.zeros(0, bool), nothing)
+                             np.zeros(1, np.int64), nothing, np.zeros(0, np.uint64),
+                             np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool),
+                             nothing)
 
     @property
     def num_students(self) -> int:
@@ -88,13 +97,15 @@ class StudentStates(Columns):
         if index.dtype == bool:
             index = np.flatnonzero(index)
         answer_indptr, answer_at = ragged_take(self.answer_indptr, index)
+        recent_indptr, recent_at = ragged_take(self.recent_indptr, index)
         update_indptr, update_at = ragged_take(self.update_indptr, index)
         users, user = _compact(self.users, self.user[index])
         exercises, exercise = _compact(self.exercises, self.exercise[index])
         types, update_type = _compact(self.problem_types, self.update_type[update_at])
         return StudentStates(users, user, exercises, exercise, types, self.attempts[index],
                              self.last_time[index], answer_indptr, self.answers[answer_at],
-                             self.fingerprints[answer_at], update_indptr, update_type,
+                             recent_indptr, self.recent_times[recent_at],
+                             self.recent_fingerprints[recent_at], update_indptr, update_type,
                              self.update_correct[update_at], self.update_order[update_at])
 
     @staticmethod
@@ -120,7 +131,8 @@ class StudentStates(Columns):
         return StudentStates(codes["users"], codes["user"], codes["exercises"],
                              codes["exercise"], codes["problem_types"], joined("attempts"),
                              joined("last_time"), indptr("answer_indptr"), joined("answers"),
-                             joined("fingerprints"), indptr("update_indptr"),
+                             indptr("recent_indptr"), joined("recent_times"),
+                             joined("recent_fingerprints"), indptr("update_indptr"),
                              codes["update_type"], joined("update_correct"),
                              joined("update_order"))
 
@@ -145,9 +157,9 @@ class StudentStates(Columns):
     def holds(self, user_hashes: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
         """Per attempt: True when the state holds an attempt of the same
         student with the same fingerprint (a copy of it)."""
-        owner = np.repeat(self.user_hashes(), np.diff(self.answer_indptr))
+        owner = np.repeat(self.user_hashes(), np.diff(self.recent_indptr))
         return np.isin(hash_pairs(user_hashes, fingerprints),
-                       hash_pairs(owner, self.fingerprints))
+                       hash_pairs(owner, self.recent_fingerprints))
 
     def last_time_of(self, user_hashes: np.ndarray) -> np.ndarray:
         """Per attempt: its student's last saved time_done (int64 min if none)."""
@@ -258,7 +270,6 @@ class Joined:
         ends = np.searchsorted(sorted_pair, sorted_pair, side="right")
         keep = order[ends - np.arange(len(order)) <= WINDOW]
         answers = np.r_[prior.answers, batch.correct][keep]
-        kept_fingerprints = np.r_[prior.fingerprints, fingerprints.astype(np.uint64)][keep]
         answer_indptr = np.r_[0, np.cumsum(np.bincount(answer_pair[keep],
                                                        minlength=len(pairs)))]
 
@@ -280,11 +291,23 @@ class Joined:
         np.maximum.at(last_time, self.student, prior.last_time)
         np.maximum.at(last_time, student_of_row, batch.time_done)
         student = pairs // num_exercises
+
+        # Recent attempts: the saved and new ones less than RECENT_MICROS
+        # before the student's latest attempt.
+        recent_pair = np.r_[np.repeat(prior_pair, np.diff(prior.recent_indptr)), new_pair]
+        recent_times = np.r_[prior.recent_times, batch.time_done]
+        recent = np.flatnonzero(recent_times > last_time[student[recent_pair]] - RECENT_MICROS)
+        recent = recent[np.argsort(recent_pair[recent], kind="stable")]
+        recent_indptr = np.r_[0, np.cumsum(np.bincount(recent_pair[recent],
+                                                       minlength=len(pairs)))]
+        recent_fingerprints = np.r_[prior.recent_fingerprints,
+                                    fingerprints.astype(np.uint64)][recent]
         return StudentStates(
             self.users, student.astype(np.int32), self.exercises,
             (pairs % num_exercises).astype(np.int32), self.problem_types,
             attempts.astype(np.int64), last_time[student], answer_indptr.astype(np.int64),
-            answers, kept_fingerprints, update_indptr.astype(np.int64),
+            answers, recent_indptr.astype(np.int64), recent_times[recent], recent_fingerprints,
+            update_indptr.astype(np.int64),
             np.r_[self.update_type, batch.problem_type[new_rows]][order].astype(np.int32),
             np.r_[prior.update_correct, batch.correct[new_rows]][order],
             update_order[order].astype(np.int64)).take(np.arange(len(pairs)))
@@ -297,7 +320,9 @@ def arrow_schema():
     return pa.schema([
         ("user", pa.string()), ("exercise", pa.string()), ("attempts", pa.int64()),
         ("last_time_done", pa.timestamp("us", tz="UTC")),
-        ("answers", pa.list_(pa.bool_())), ("answer_fingerprints", pa.list_(pa.uint64())),
+        ("answers", pa.list_(pa.bool_())),
+        ("recent_attempts", pa.list_(pa.struct([("time_done", pa.timestamp("us", tz="UTC")),
+                                                ("fingerprint", pa.uint64())]))),
         ("first_attempts", pa.list_(pa.struct([("problem_type", pa.string()),
                                                 ("correct", pa.bool_()),
                                                 ("order", pa.int64())])))])
@@ -313,6 +338,9 @@ def to_arrow(states: StudentStates):
 
     def ragged(indptr, values):
         return pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), values)
+
+    def timestamps(values):
+        return pa.array(values, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     first_attempts = pa.StructArray.from_arrays(
         [names(states.problem_types, states.update_type),
          pa.array(states.update_correct, type=pa.bool_()),
@@ -321,9 +349,12 @@ def to_arrow(states: StudentStates):
     return pa.Table.from_arrays(
         [names(states.users, states.user), names(states.exercises, states.exercise),
          pa.array(states.attempts, type=pa.int64()),
-         pa.array(states.last_time, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+         timestamps(states.last_time),
          ragged(states.answer_indptr, pa.array(states.answers, type=pa.bool_())),
-         ragged(states.answer_indptr, pa.array(states.fingerprints, type=pa.uint64())),
+         ragged(states.recent_indptr, pa.StructArray.from_arrays(
+             [timestamps(states.recent_times),
+              pa.array(states.recent_fingerprints, type=pa.uint64())],
+             names=["time_done", "fingerprint"])),
          ragged(states.update_indptr, first_attempts)],
         schema=arrow_schema())
 
@@ -356,12 +387,13 @@ def from_arrow(table) -> StudentStates:
     users, user = codes("user")
     exercises, exercise = codes("exercise")
     answer_indptr, answers = ragged("answers")
-    _, fingerprints = ragged("answer_fingerprints")
+    recent_indptr, recent = ragged("recent_attempts")
+    recent_times, recent_fingerprints = recent.flatten()
     update_indptr, updates = ragged("first_attempts")
     update_type, update_correct, update_order = updates.flatten()
     types = update_type.dictionary_encode()
-    if any(values.null_count for values in (answers, fingerprints, update_type,
-                                            update_correct, update_order)):
+    if any(values.null_count for values in (answers, recent_times, recent_fingerprints,
+                                            update_type, update_correct, update_order)):
         raise ValueError("damaged state snapshot: nulls inside its lists")
     if np.any(np.diff(answer_indptr) > WINDOW):
         raise ValueError(f"damaged state snapshot: more than {WINDOW} answers in a row")
@@ -370,7 +402,8 @@ def from_arrow(table) -> StudentStates:
         column("attempts").to_numpy().astype(np.int64),
         column("last_time_done").cast(pa.int64()).to_numpy().astype(np.int64),
         answer_indptr, answers.to_numpy(zero_copy_only=False).astype(bool),
-        fingerprints.to_numpy().astype(np.uint64), update_indptr,
+        recent_indptr, recent_times.cast(pa.int64()).to_numpy().astype(np.int64),
+        recent_fingerprints.to_numpy().astype(np.uint64), update_indptr,
         types.indices.to_numpy(zero_copy_only=False).astype(np.int32),
         update_correct.to_numpy(zero_copy_only=False).astype(bool),
         update_order.to_numpy().astype(np.int64))

@@ -188,3 +188,17 @@ def test_serving_from_a_saved_state_equals_serving_from_the_whole_history(seed, 
             whole = model.predict(history, exercise)
             from_state = model.predict(newer, exercise, saved=saved)
             assert abs(whole - from_state) <= 1e-12
+
+
+def test_copies_are_recognised_within_a_day_of_the_students_last_attempt():
+    components = ComponentCache(seed=4, dim=DIM)
+    day = 86_400_000_000
+    old = ProblemLog("s", "e", "", None, T0, True, None, None, None)
+    recent = ProblemLog("s", "e", "", None, T0 + 2 * day, False, None, None, None)
+    last = ProblemLog("s", "f", "", None, T0 + 2 * day + 5, True, None, None, None)
+    _, state, _ = run([old, recent, last], StudentStates.empty(), components)
+    assert to_arrow(state).column("recent_attempts").to_pylist() != [[], []]
+    rows, _, result = run([old, recent], state, components)
+    # The copy of `recent` is dropped; the copy of `old`, two days before the
+    # student's last attempt, is not held any more: a late attempt.
+    assert (result.duplicates, result.late, len(rows)) == (1, 1, 1)
