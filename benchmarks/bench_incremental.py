@@ -6,27 +6,30 @@
 
 Generates `--days` + 1 days of ProblemLogs (pipelines.generate_sample, Parquet),
 writes them as one Parquet file per day (rows in time order), then runs
-`python -m pipelines.train_knowledge_model` as a subprocess, timed end to end:
+`python -m pipelines.train_knowledge_model` as a subprocess, timed end to end,
+each training on the last `--window_days` (30) days as the nightly job does:
 
-(a) the full replay: every day file (`--input` glob of all of them);
-(b) the set-up of the incremental chain: the same glob with `--end_date` the
-    last history day and `--state_output S90` (it opens the last day's file
-    too and drops its rows; reported, not the nightly cost);
-(c) the nightly run: only the last day's file, `--state_input S90
-    --state_output S91` (the snapshot's `logs_until` is that day);
+(a) the full replay of night N (the day after the last day): every day file,
+    `--run_date N --window_days 30 --history_days <the rest>`;
+(b) the set-up of the nightly chain, night N-1: every day file, `--state_dir
+    S --run_date N-1` (no snapshot yet: it replays the whole history and
+    writes S/N-1 and its rows partition; reported, not the nightly cost);
+(c) the nightly run of night N: only the last day's file, `--state_dir S
+    --run_date N`: it continues S/N-1 and fits on its own rows plus the
+    stored rows of the window;
 (d) for reference, the last day's file alone without saved state: the floor
     of start-up and fixed pipeline cost, so (c) - (d) is what reading and
-    writing the snapshot costs.
+    writing the snapshot and the stored rows costs.
 
 For each: wall time end to end (interpreter start-up and imports included) and
 the run summary's wall_time_seconds (run() only), CPU time (user + sys: less
 sensitive than wall time to other jobs on the machine), bytes read (the input
-files the run opens, plus for (c) the snapshot's files), records read,
-students, and the subprocess's peak RSS (os.wait4's ru_maxrss: the trainer, or its largest
-worker with a multi-process runner). Then the ratios (c)/(a) against the target
-(the day's run under 10% of the full replay) and a cross-check that S91 holds
-as many students as the full replay replayed. A report, not a test: no
-assertions.
+files the run opens, plus for (c) the snapshot and the rows partitions),
+records read, students, and the subprocess's peak RSS (os.wait4's ru_maxrss:
+the trainer, or its largest worker with a multi-process runner). Then the
+ratios (c)/(a) against the target (the day's run under 10% of the full
+replay) and cross-checks: S/N holds as many students as (a) replayed, and
+(c)'s parameters equal (a)'s. A report, not a test: no assertions.
 """
 
 import argparse
@@ -94,13 +97,25 @@ def snapshot(directory):
     return [os.path.join(directory, name) for name in ["SNAPSHOT.json"] + header["files"]], header
 
 
-def train(label, name, input_pattern, workdir, beam_args, extra=(), state_input=""):
+def saved_state_read(summary):
+    """The files a run with --state_dir read besides its logs: the snapshot
+    it continued and the rows partitions of its window."""
+    paths = snapshot(summary["state_input"]["path"])[0] if "state_input" in summary else []
+    for folder in summary.get("rows_store_inputs", []):
+        paths += glob.glob(os.path.join(folder, "*"))
+    return paths
+
+
+def params(output):
+    with open(os.path.join(output, "params", "params.jsonl")) as handle:
+        return {record["exercise"]: record["theta"] for record in map(json.loads, handle)}
+
+
+def train(label, name, input_pattern, workdir, beam_args, extra=()):
     """One trainer subprocess (output and log under workdir/LABEL): its
     measurements and run summary."""
     output = os.path.join(workdir, label)
     argv = ["--input", input_pattern, "--output", output, *SETTINGS, *extra, *beam_args]
-    if state_input:
-        argv += ["--state_input", state_input]
     with open(os.path.join(workdir, label + ".log"), "w") as log:
         started = time.monotonic()
         child = subprocess.Popen([sys.executable, "-m", "pipelines.train_knowledge_model",
@@ -113,11 +128,12 @@ def train(label, name, input_pattern, workdir, beam_args, extra=(), state_input=
             sys.exit(f"run {name} failed (exit {child.returncode}):\n{text.read()[-3000:]}")
     with open(os.path.join(output, "run_summary.json")) as handle:
         summary = json.load(handle)
-    read = glob.glob(input_pattern) + (snapshot(state_input)[0] if state_input else [])
+    read = glob.glob(input_pattern) + saved_state_read(summary)
     print(f"  {name}: {wall:.1f} s", flush=True)
     return {"name": name, "wall": wall, "inner": summary["wall_time_seconds"],
             "cpu": usage.ru_utime + usage.ru_stime, "bytes": total_bytes(read),
-            "peak_mib": usage.ru_maxrss / 1024, "summary": summary}
+            "peak_mib": usage.ru_maxrss / 1024, "summary": summary,
+            "params": params(output)}
 
 
 def column_bytes(paths):
@@ -177,7 +193,8 @@ def report(runs, history_days, day_paths, state_before, state_after):
     paths, header = snapshot(state_before)
     size, columns = total_bytes(paths), column_bytes(paths)
     largest = max(columns, key=columns.get)
-    print(f"\nS{history_days}: {header['students']:,} students, {header['rows']:,} rows, "
+    print(f"\nsnapshot after {history_days} days: {header['students']:,} students, "
+          f"{header['rows']:,} rows, "
           f"{mib(size):.2f} MiB = {size / header['students']:.0f} B/student, "
           f"{size / total_bytes(day_paths[:-1]):.0%} of the {history_days} "
           f"days of logs it stands for; largest column {largest} "
@@ -190,13 +207,19 @@ def report(runs, history_days, day_paths, state_before, state_after):
           f"{grows[0]:.1f} CPU s more and (a) {grows[1]:.1f} CPU s more: "
           f"{grows[0] / grows[1]:.1%}")
     print(f"(b) read day {last}'s file too and left its "
-          f"{setup['summary']['records_outside_window']:,} records out (--end_date)")
+          f"{setup['summary']['records_outside_window']:,} records out (--run_date)")
 
     written = snapshot(state_after)[1]["students"]
     same = written == full["summary"]["students"]
-    print(f"\ncross-check: S{last} SNAPSHOT.json students {written:,} "
+    print(f"\ncross-check: the last snapshot's students {written:,} "
           f"{'==' if same else '!='} the full replay's students "
           f"{full['summary']['students']:,}: {'OK' if same else 'DIFFER'}")
+    common = sorted(set(full["params"]) & set(nightly["params"]))
+    largest = max((max(abs(a - b) for a, b in zip(full["params"][name], nightly["params"][name]))
+                   for name in common), default=float("nan"))
+    print(f"cross-check: (c) fitted {len(nightly['params'])} exercises, (a) "
+          f"{len(full['params'])}; largest theta difference on the {len(common)} both "
+          f"fitted: {largest:.2e}")
 
 
 def main():
@@ -205,14 +228,16 @@ def main():
                         help="about 40 logs each (default: %(default)s)")
     parser.add_argument("--days", type=int, default=90,
                         help="days of history before the nightly day (default: %(default)s)")
+    parser.add_argument("--window_days", type=int, default=30,
+                        help="days of training rows every run fits on (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: --students 1000 (about a minute)")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--beam_args", default="", help="extra pipeline args, one string")
     parser.add_argument("--workdir", help="kept afterwards (default: a temp dir, removed)")
     args = parser.parse_args()
-    if args.days < 1 or args.students < 1:
-        parser.error("--days and --students must be at least 1")
+    if args.days < 1 or args.students < 1 or not 1 <= args.window_days <= args.days:
+        parser.error("--days and --students must be at least 1, --window_days 1 to --days")
     if args.quick:
         args.students = 1000
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_incremental_")
@@ -225,16 +250,20 @@ def main():
               f"({dates[0]} to {dates[-1]}) in {time.monotonic() - started:.1f} s", flush=True)
         every_day = os.path.join(workdir, "days", "logs-*.parquet")
         history, last = args.days, args.days + 1
-        state_before, state_after = (os.path.join(workdir, f"S{days}")
-                                     for days in (history, last))
+        night = dates[-1] + datetime.timedelta(days=1)
+        state_dir = os.path.join(workdir, "state")
+        state_before, state_after = (os.path.join(state_dir, date.isoformat())
+                                     for date in (dates[-1], night))
+        window = ["--window_days", str(args.window_days)]
         runs = [train("a_full", f"(a) full replay, {last} days", every_day, workdir,
-                      beam_args),
-                train("b_setup", f"(b) set-up: days 1-{history} -> S{history}", every_day,
-                      workdir, beam_args,
-                      ["--end_date", dates[-2].isoformat(), "--state_output", state_before]),
-                train("c_nightly", f"(c) nightly: day {last} + S{history} -> S{last}",
-                      day_paths[-1], workdir, beam_args, ["--state_output", state_after],
-                      state_before),
+                      beam_args, ["--run_date", night.isoformat(), *window, "--history_days",
+                                  str(last - args.window_days)]),
+                train("b_setup", f"(b) set-up: days 1-{history}, first night", every_day,
+                      workdir, beam_args, ["--state_dir", state_dir, "--run_date",
+                                           dates[-1].isoformat(), *window]),
+                train("c_nightly", f"(c) nightly: day {last} + state", day_paths[-1],
+                      workdir, beam_args, ["--state_dir", state_dir, "--run_date",
+                                           night.isoformat(), *window]),
                 train("d_day_alone", f"(d) day {last} alone, no state", day_paths[-1],
                       workdir, beam_args)]
         report(runs, history, day_paths, state_before, state_after)

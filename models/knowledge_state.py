@@ -289,16 +289,6 @@ class TrainingRows(Columns):
                             np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
                             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
 
-    @staticmethod
-    def from_features(user, user_hash, exercise, time_done, problem_number, correct,
-                      x: np.ndarray) -> "TrainingRows":
-        """Rows whose x is known (e.g. read back from a store): r kept dense."""
-        n = len(correct)
-        return TrainingRows(user, user_hash, exercise, time_done, problem_number, correct,
-                            x[:, :NUM_BASE_FEATURES], np.zeros(n + 1, dtype=np.int64),
-                            np.zeros(0, dtype=np.int32), (), np.arange(n, dtype=np.int64),
-                            x[:, NUM_BASE_FEATURES:])
-
     def take(self, index) -> "TrainingRows":
         index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
         if index.dtype == bool:

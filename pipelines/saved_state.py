@@ -236,8 +236,7 @@ class SavedState:
              | "WriteRowsPartition" >> WriteRowsPartition(
                  self.plan.rows_output, {"seed": options.seed,
                                          "num_random_features": options.num_random_features,
-                                         "run_id": settings["run_id"]},
-                 options.seed, options.num_random_features))
+                                         "run_id": settings["run_id"]}))
         if not self.partitions:
             return own
         stored = rows.pipeline | "ReadRowsPartitions" >> ReadRowsPartitions(

@@ -10,7 +10,7 @@ import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from models.knowledge_state import ComponentCache
+from models.knowledge_state import NUM_BASE_FEATURES, ComponentCache, TrainingRows
 from tests.test_transforms_fit import DIM, SEED, T, make_rows
 from transforms.fit import SampleRowsPerExercise
 from transforms.rows_store import (ReadRowsPartitions, WriteRowsPartition, partition_files,
@@ -23,25 +23,34 @@ def test_a_partition_reads_back_the_rows_and_counts_of_the_window(tmp_path):
     rng = np.random.default_rng(0)
     blocks = []
     for exercise, n in (("a|b", 30), ("c\x1fd", 12)):
-        rows, _, _ = make_rows(exercise, n, rng)
+        rows, x, _ = make_rows(exercise, n, rng)
         rows.time_done = T + (np.arange(n) % 3) * DAY  # days 0, 1, 2 of the window
         blocks.append((exercise, rows))
-    x_of = {exercise: rows.features(ComponentCache(SEED, DIM)) for exercise, rows in blocks}
+    # Rows of long histories carry r as D floats: a block of them, same exercise.
+    dense = TrainingRows(rows.user, rows.user_hash, rows.exercise, rows.time_done + 1,
+                         rows.problem_number, rows.correct, rows.base,
+                         np.zeros(len(rows) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32),
+                         (), np.arange(len(rows)), x[:, NUM_BASE_FEATURES:] * 2)
+    blocks.append((exercise, dense))
+    x_of = {}
+    for exercise, rows in blocks:
+        x_of.setdefault(exercise, []).append((rows, rows.features(ComponentCache(SEED, DIM))))
     directory = str(tmp_path / "partition")
     with TestPipeline() as pipeline:
         rows = pipeline | beam.Create(blocks)
         samples = rows | SampleRowsPerExercise(max_samples=1000, seed=SEED)
         _ = ({"samples": samples, "rows": rows, "after": samples}
-             | WriteRowsPartition(directory, {"seed": SEED}, SEED, DIM))
+             | WriteRowsPartition(directory, {"seed": SEED}))
     done = read_done(directory)
-    assert done["rows_seen"] == 42 and done["seed"] == SEED
+    assert done["rows_seen"] == 54 and done["seed"] == SEED
 
     second_day = (datetime.datetime.fromtimestamp(T // 10**6, datetime.timezone.utc).date()
                   + datetime.timedelta(days=1))
     expected = {}
-    for exercise, rows in blocks:
-        inside = rows.time_done >= T + DAY
-        expected[exercise] = (int(inside.sum()), sorted(map(tuple, x_of[exercise][inside])))
+    for exercise, parts in x_of.items():
+        inside = [(rows.time_done >= T + DAY, x) for rows, x in parts]
+        expected[exercise] = (sum(int(mask.sum()) for mask, _ in inside),
+                              sorted(row for mask, x in inside for row in map(tuple, x[mask])))
 
     def check(pieces):
         got = {}

@@ -3,7 +3,8 @@ that continues from saved state (and so replays only new logs) still fits on
 every row of the training window.
 
 A run writes a partition: `rows-NNNNN.parquet` shards holding, per exercise,
-the bottom-k sample of the rows it emitted (x dense, as computed), a
+the bottom-k sample of the rows it emitted (as they travel in memory: base
+features and the keys of r's components; rows_table), a
 `counts.parquet` of rows seen per (exercise, day of time_done), and
 `DONE.json` last. A later run reads the finished partitions of its window,
 keeps the rows and counts of days inside it, and merges them with its own
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from models.knowledge_state import ComponentCache, TrainingRows
+from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows
 from transforms.read import METRICS_NAMESPACE
 
 DONE = "DONE.json"
@@ -52,29 +53,79 @@ class _CountDays(beam.DoFn):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, directory: str, seed: int, dim: int):
-        self.directory, self.seed, self.dim = directory, seed, dim
-
-    def setup(self):
-        self.components = ComponentCache(self.seed, self.dim)
+    def __init__(self, directory: str):
+        self.directory = directory
 
     def process(self, element):
         shard, samples = element
         samples = sorted(samples, key=lambda sample: sample[0])
-        rows = TrainingRows.concatenate([rows for _, (rows, _) in samples])
-        x = rows.features(self.components)
-        table = pa.table({
-            "exercise": pa.array(rows.exercise.tolist(), pa.string()),
-            "user": pa.array(rows.user.tolist(), pa.string()),
-            "user_hash": pa.array(rows.user_hash, pa.uint64()),
-            "time_done": pa.array(rows.time_done, pa.int64()),
-            "problem_number": pa.array(rows.problem_number, pa.int64()),
-            "correct": pa.array(rows.correct, pa.bool_()),
-            "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])})
+        table = rows_table(TrainingRows.concatenate([rows for _, (rows, _) in samples]))
         name = f"rows-{shard:05d}.parquet"
         with FileSystems.create(FileSystems.join(self.directory, name)) as handle:
             pq.write_table(table, handle)
         yield name
+
+
+def rows_table(rows: TrainingRows):
+    """TrainingRows as a Table with r as stored in memory: the keys of the
+    row's components (Parquet dictionary-encodes them: a few bytes each) or,
+    for rows of long histories, the D floats. x would take D + 7 floats a row."""
+    keys = np.array(rows.component_keys + (("", "", False),), dtype=object)
+    ids = rows.update_ids
+    dense = np.full(len(rows), -1, dtype=np.int64)
+    dense[rows.dense_rows] = np.arange(len(rows.dense_rows))
+    dense_lengths = np.where(dense >= 0, rows.dense_r.shape[1] if len(rows.dense_rows) else 0, 0)
+    dense_values = rows.dense_r.reshape(-1) if len(rows.dense_rows) else np.zeros(0)
+
+    def ragged(lengths, values):
+        return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)),
+                                        values)
+    return pa.table({
+        "exercise": pa.array(rows.exercise.tolist(), pa.string()),
+        "user": pa.array(rows.user.tolist(), pa.string()),
+        "user_hash": pa.array(rows.user_hash, pa.uint64()),
+        "time_done": pa.array(rows.time_done, pa.int64()),
+        "problem_number": pa.array(rows.problem_number, pa.int64()),
+        "correct": pa.array(rows.correct, pa.bool_()),
+        "base": pa.FixedSizeListArray.from_arrays(pa.array(rows.base.reshape(-1)),
+                                                  NUM_BASE_FEATURES),
+        "updates": ragged(np.diff(rows.update_indptr), pa.StructArray.from_arrays(
+            [pa.array(keys[ids, 0].tolist(), pa.string()),
+             pa.array(keys[ids, 1].tolist(), pa.string()),
+             pa.array(keys[ids, 2].astype(bool), pa.bool_())],
+            names=["exercise", "problem_type", "correct"])),
+        "dense_r": ragged(dense_lengths, pa.array(dense_values, pa.float64()))})
+
+
+def rows_from_table(table) -> TrainingRows:
+    """rows_table's inverse."""
+    table = table.combine_chunks()
+
+    def column(name):
+        chunks = table.column(name).chunks
+        return chunks[0]
+    updates = column("updates")
+    offsets = updates.offsets.to_numpy().astype(np.int64)
+    exercise, problem_type, correct = updates.flatten().flatten()
+    triples = list(zip(exercise.to_pylist(), problem_type.to_pylist(), correct.to_pylist()))
+    index = {}
+    ids = np.fromiter((index.setdefault(key, len(index)) for key in triples), np.int32,
+                      len(triples))
+    dense_r = column("dense_r")
+    dense_lengths = np.diff(dense_r.offsets.to_numpy())
+    dense_rows = np.flatnonzero(dense_lengths)
+    values = dense_r.flatten().to_numpy()
+    base = column("base")
+    return TrainingRows(
+        np.array(column("user").to_pylist(), dtype=object),
+        column("user_hash").to_numpy().astype(np.uint64),
+        np.array(column("exercise").to_pylist(), dtype=object),
+        column("time_done").to_numpy().astype(np.int64),
+        column("problem_number").to_numpy().astype(np.int64),
+        column("correct").to_numpy(zero_copy_only=False).astype(bool),
+        base.flatten().to_numpy().reshape(len(table), NUM_BASE_FEATURES),
+        offsets - offsets[0], ids, tuple(index), dense_rows,
+        values.reshape(len(dense_rows), -1) if len(dense_rows) else None)
 
 
 class _WriteDone(beam.DoFn):
@@ -104,17 +155,15 @@ class WriteRowsPartition(beam.PTransform):
     snapshot: a partition is then never finished without it, which would
     count its days twice, as the next run would read them again)."""
 
-    def __init__(self, directory: str, header: dict, seed: int, dim: int):
+    def __init__(self, directory: str, header: dict):
         super().__init__()
         self.directory, self.header = directory.rstrip("/"), header
-        self.seed, self.dim = seed, dim
 
     def expand(self, inputs):
         shards = (inputs["samples"]
                   | "ByShard" >> beam.Map(lambda sample: (_shard(sample[0]), sample))
                   | "GroupShards" >> beam.GroupByKey()
-                  | "WriteShards" >> beam.ParDo(_WriteShard(self.directory, self.seed,
-                                                            self.dim)))
+                  | "WriteShards" >> beam.ParDo(_WriteShard(self.directory)))
         counts = (inputs["rows"]
                   | "CountDays" >> beam.ParDo(_CountDays())
                   | "SumDays" >> beam.CombinePerKey(sum))
@@ -149,16 +198,8 @@ class _ReadPartitionFile(beam.DoFn):
             for exercise, rows in seen.items():
                 yield exercise, (TrainingRows.empty(), rows)
             return
-        time_done = table.column("time_done").to_numpy()
-        keep = np.flatnonzero(_day(time_done) >= self.from_day)
-        x = table.column("x").combine_chunks()
-        x = x.flatten().to_numpy().reshape(len(table), x.type.list_size)[keep]
-        rows = TrainingRows.from_features(
-            np.array(table.column("user").to_pylist(), dtype=object)[keep],
-            table.column("user_hash").to_numpy()[keep],
-            np.array(table.column("exercise").to_pylist(), dtype=object)[keep],
-            time_done[keep], table.column("problem_number").to_numpy()[keep],
-            table.column("correct").to_numpy(zero_copy_only=False)[keep], x)
+        rows = rows_from_table(table)
+        rows = rows.take(np.flatnonzero(_day(rows.time_done) >= self.from_day))
         self.rows_read.inc(len(rows))
         for exercise, sample in rows.split_by_exercise():
             yield exercise, (sample, 0)
