@@ -26,8 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.evaluation import DEPLOY_POLICIES, evaluate
-from models.exercise_model import FitSettings
-from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
+from models.knowledge_state import feature_names
+from models.settings import DEFAULT_NUM_RANDOM_FEATURES, FitSettings
 from models.param_store import Registry
 from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
 from pipelines.option_types import IntBetween, non_negative_float, positive_int
