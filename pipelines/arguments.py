@@ -16,6 +16,11 @@ from pipelines.option_types import fraction_in_0_1, non_negative_int, positive_i
 
 PROGRESS_MODES = ("auto", "always", "never")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The ProblemLogs to read: one of these alternatives, each a set of options
+# that go together (pipelines.input_source.check_input_options refuses a run
+# without one; argparse cannot say so, so --help's usage line does).
+INPUT_ALTERNATIVES = (("--input",), ("--input_query", "--bq_temp_dataset"),
+                      ("--bq_project", "--bq_dataset", "--bq_table"))
 
 
 def add_problem_log_arguments(parser) -> None:

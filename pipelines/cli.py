@@ -102,13 +102,36 @@ class _HelpParser(argparse.ArgumentParser):
         return group
 
 
-def help_parser(prog: str, description: str, arguments) -> argparse.ArgumentParser:
+def _shown(option: str) -> str:
+    """'--output OUTPUT', as argparse shows an option taking a value."""
+    return f"{option} {option.lstrip('-').upper()}"
+
+
+def usage(required) -> str:
+    """The usage line: the required options, then [OPTION ...] for the rest
+    (listed below it). Each item of `required` is an option, or a tuple of
+    alternatives (each a tuple of options that go together), which is shown
+    in parentheses, one alternative a line."""
+    lines = ["%(prog)s"]
+    for item in required:
+        if not isinstance(item, str):
+            shown = [" ".join(map(_shown, options)) for options in item]
+            lines += ["    (" + shown[0]] + ["     | " + text for text in shown[1:]]
+            lines[-1] += ")"
+    rest = " ".join([_shown(item) for item in required if isinstance(item, str)]
+                    + ["[OPTION ...]"])
+    if len(lines) == 1:
+        return f"{lines[0]} {rest}"
+    return "\n".join(lines + ["    " + rest])
+
+
+def help_parser(prog: str, description: str, arguments, required) -> argparse.ArgumentParser:
     """The --help of a Beam entry point: the option groups `arguments` adds
     (add_<group>_arguments functions, pipelines.arguments) and the operator
-    options."""
+    options, with `required` (see usage()) shown as required."""
     parser = _HelpParser(
         prog=prog, description=description, formatter_class=_HelpFormatter,
-        required=("--output",),
+        usage=usage(required), required=[item for item in required if isinstance(item, str)],
         epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
@@ -143,13 +166,13 @@ def configure_logging(level: str = "INFO", beam_level: str = "ERROR") -> None:
     logging.getLogger("apache_beam").setLevel(beam_level)
 
 
-def command_line(prog: str, description: str, arguments, run, argv=None) -> None:
+def command_line(prog: str, description: str, arguments, required, run, argv=None) -> None:
     """A Beam entry point's main(): --help (see help_parser), then run(argv),
     which imports Beam, with exit status 2 for a bad command line and 1 for a
     failed job, each with a one-line message."""
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
-        help_parser(prog, description, arguments).print_help()
+        help_parser(prog, description, arguments, required).print_help()
         return
     try:
         settings = operator_settings(argv)

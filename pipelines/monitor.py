@@ -48,6 +48,8 @@ def add_monitor_arguments(parser) -> None:
 # the Flex Template's parameters (templates/generate.py).
 ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_history_arguments,
              arguments.add_param_store_arguments, add_monitor_arguments)
+# Shown as required by --help (and the template): the monitor refuses to run without them.
+REQUIRED = (arguments.INPUT_ALTERNATIVES, "--output", "--params")
 
 
 def run(argv=None) -> dict:
@@ -57,7 +59,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    command_line("python -m pipelines.monitor", __doc__, ARGUMENTS, run, argv)
+    command_line("python -m pipelines.monitor", __doc__, ARGUMENTS, REQUIRED, run, argv)
 
 
 if __name__ == "__main__":

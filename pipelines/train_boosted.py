@@ -62,6 +62,9 @@ def add_boosted_arguments(parser) -> None:
 # the Flex Template's parameters (templates/generate.py).
 ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_training_arguments,
              add_boosted_arguments)
+# Shown as required by --help (and the template): the pipeline refuses to run without
+# them. The input only builds the store, so it is not among them.
+REQUIRED = ("--output",)
 
 
 def run(argv=None) -> dict:
@@ -71,7 +74,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    command_line("python -m pipelines.train_boosted", __doc__, ARGUMENTS, run, argv)
+    command_line("python -m pipelines.train_boosted", __doc__, ARGUMENTS, REQUIRED, run, argv)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def add_knowledge_model_arguments(parser) -> None:
 ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_training_arguments,
              arguments.add_history_arguments, arguments.add_param_store_arguments,
              add_knowledge_model_arguments)
+# Shown as required by --help (and the template): the pipeline refuses to run without them.
+REQUIRED = (arguments.INPUT_ALTERNATIVES, "--output")
 
 
 def run(argv=None) -> dict:
@@ -82,7 +84,8 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None):
-    command_line("python -m pipelines.train_knowledge_model", __doc__, ARGUMENTS, run, argv)
+    command_line("python -m pipelines.train_knowledge_model", __doc__, ARGUMENTS, REQUIRED, run,
+                 argv)
 
 
 if __name__ == "__main__":

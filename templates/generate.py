@@ -13,8 +13,9 @@ log levels) or the generic Beam options:
 
 * name: the flag without "--"; label: the name in words; helpText: the
   argparse help, plus the default when the help does not state it;
-* isOptional: false only for argparse-required flags and REQUIRED below (flags
-  with an empty default that the pipeline's validation insists on);
+* isOptional: false only for argparse-required flags and the single options
+  in the pipeline's REQUIRED (flags with an empty default that its validation
+  insists on, which its --help shows as required);
 * regexes: from the flag's type (TYPE_REGEXES below: the value types of
   pipelines.option_types, e.g. positive_int, and plain int and float),
   choices and boolean actions, or from REGEXES below for values with a format
@@ -40,7 +41,7 @@ import pkgutil
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/generate.py
@@ -117,9 +118,6 @@ TYPE_REGEXES = {
     non_negative_float: NON_NEGATIVE_FLOAT,
     positive_float: POSITIVE_FLOAT,
 }
-# Empty by default, but the pipelines refuse to run without them.
-REQUIRED = {"output", "params"}
-
 LABEL_WORDS = {"bq": "BigQuery", "l1": "L1", "l2": "L2", "id": "ID"}
 LABELS = {
     "input": "ProblemLogs input",
@@ -161,6 +159,12 @@ def options_parser(module) -> argparse.ArgumentParser:
     for add_arguments in module.ARGUMENTS:
         add_arguments(parser)
     return parser
+
+
+def required_names(module) -> Set[str]:
+    """The flags, without "--", that the pipeline refuses to run without
+    (its REQUIRED but for alternatives, which a template cannot express)."""
+    return {item[2:] for item in module.REQUIRED if isinstance(item, str)}
 
 
 # --------------------------------------------------------------------------
@@ -242,13 +246,13 @@ def int_range_regex(low: int, high: int) -> str:
     return f"^({'|'.join(parts)})$"
 
 
-def parameter(action: argparse.Action) -> dict:
+def parameter(action: argparse.Action, required: Set[str] = frozenset()) -> dict:
     name = action.dest
     return {
         "name": name,
         "label": label(name),
         "helpText": help_text(action),
-        "isOptional": not (action.required or name in REQUIRED),
+        "isOptional": not (action.required or name in required),
         "regexes": regexes(name, action),
     }
 
@@ -270,7 +274,8 @@ def metadata(name: str, module) -> dict:
     return {
         "name": NAMES.get(name, label(name)),
         "description": description(module),
-        "parameters": [parameter(action) for action in option_actions(module)],
+        "parameters": [parameter(action, required_names(module))
+                       for action in option_actions(module)],
     }
 
 

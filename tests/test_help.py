@@ -1,8 +1,9 @@
 """--help of every entry point: printed without importing Beam or the heavy
 libraries (so it starts in a fraction of a second, which the tests do not
-time), and complete (every option the entry point accepts, its group, choices
-and default, and the module docstring). Each --help runs in a fresh
-interpreter: the test process itself has imported Beam long ago."""
+time), complete (every option the entry point accepts, its group, choices and
+default, and the module docstring), with the required options in the usage
+line. Each --help runs in a fresh interpreter: the test process itself has
+imported Beam long ago."""
 
 import json
 import subprocess
@@ -87,3 +88,32 @@ def test_the_shared_option_groups_in_the_help():
     assert "--iterations ITERATIONS" not in helps["train_knowledge_model"]
     assert "--params PARAMS" in helps["monitor"]
     assert "--loss {logistic,exponential}" in helps["train_boosted"]
+
+
+INPUT = ("    (--input INPUT\n"
+         "     | --input_query INPUT_QUERY --bq_temp_dataset BQ_TEMP_DATASET\n"
+         "     | --bq_project BQ_PROJECT --bq_dataset BQ_DATASET --bq_table BQ_TABLE)\n")
+
+
+@pytest.mark.parametrize("name, usage", [
+    ("train_knowledge_model", "usage: python -m pipelines.train_knowledge_model\n" + INPUT
+     + "    --output OUTPUT [OPTION ...]\n"),
+    ("monitor", "usage: python -m pipelines.monitor\n" + INPUT
+     + "    --output OUTPUT --params PARAMS [OPTION ...]\n"),
+    # Its input only builds the store: not required.
+    ("train_boosted", "usage: python -m pipelines.train_boosted --output OUTPUT [OPTION ...]\n"),
+])
+def test_usage_line_shows_the_required_options(name, usage):
+    assert help_of(name)[1].startswith(usage + "\n")
+
+
+@pytest.mark.parametrize("module, argv", [
+    (train_knowledge_model, ["--output", "out"]),
+    (monitor, ["--output", "out", "--params", "model"]),
+])
+def test_without_input_the_run_stops_with_the_same_message(module, argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        module.main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --input (a file glob or bq://project.dataset.table) is required\n")

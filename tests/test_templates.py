@@ -166,7 +166,8 @@ def _complete_argv(module, leave_out):
     values = {"output": "gs://bucket/out", "params": "gs://bucket/params"}
     return [f"--{required}={values[required]}"
             for required, action in actions(module).items()
-            if (action.required or required in generate.REQUIRED) and required != leave_out]
+            if (action.required or required in generate.required_names(module))
+            and required != leave_out]
 
 
 def _validate(name, argv):
