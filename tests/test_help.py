@@ -17,7 +17,7 @@ from templates import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = ("train_knowledge_model", "train_boosted", "monitor", "generate_sample",
-                "model_registry")
+                "model_registry", "launch")
 BEAM_ENTRY_POINTS = {"train_knowledge_model": train_knowledge_model,
                      "train_boosted": train_boosted, "monitor": monitor}
 # What --help must not import (each takes from a tenth of a second to seconds).

@@ -18,6 +18,9 @@ from pipelines.options import date_window
 from pipelines.train_knowledge_model import ARGUMENTS
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every field of FlexTemplateRuntimeEnvironment as the REST body spells it.
+ENVIRONMENT_FIELDS = frozenset(field.json_name for field in
+                               dataflow_v1beta3.FlexTemplateRuntimeEnvironment.pb().DESCRIPTOR.fields)
 PROJECT, REGION, BUCKET = "my-project", "us-central1", "my-project-knowledge-model"
 # The nightly job of scheduler/knowledge_model_nightly.json (placeholder
 # project); regenerate that file with:
@@ -74,7 +77,7 @@ def test_body_structure(body):
                         parameter["containerSpecGcsPath"])
     assert all(isinstance(value, str) for value in parameter["parameters"].values())
     environment = parameter["environment"]
-    assert set(environment) <= launch.ENVIRONMENT_FIELDS
+    assert set(environment) <= ENVIRONMENT_FIELDS
     assert environment == {
         "serviceAccountEmail": f"knowledge-model-worker@{PROJECT}.iam.gserviceaccount.com",
         "tempLocation": f"gs://{BUCKET}/tmp", "stagingLocation": f"gs://{BUCKET}/staging",
