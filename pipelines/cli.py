@@ -107,7 +107,7 @@ def _shown(option: str) -> str:
     return f"{option} {option.lstrip('-').upper()}"
 
 
-def usage(required) -> str:
+def _usage(required) -> str:
     """The usage line: the required options, then [OPTION ...] for the rest
     (listed below it). Each item of `required` is an option, or a tuple of
     alternatives (each a tuple of options that go together), which is shown
@@ -128,10 +128,10 @@ def usage(required) -> str:
 def help_parser(prog: str, description: str, arguments, required) -> argparse.ArgumentParser:
     """The --help of a Beam entry point: the option groups `arguments` adds
     (add_<group>_arguments functions, pipelines.arguments) and the operator
-    options, with `required` (see usage()) shown as required."""
+    options, with `required` (see _usage()) shown as required."""
     parser = _HelpParser(
         prog=prog, description=description, formatter_class=_HelpFormatter,
-        usage=usage(required), required=[item for item in required if isinstance(item, str)],
+        usage=_usage(required), required=[item for item in required if isinstance(item, str)],
         epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
                "--direct_running_mode multi_processing, --direct_num_workers N; "
                "on Dataflow: --runner DataflowRunner --project --region --temp_location.")

@@ -44,8 +44,9 @@ def add_monitor_arguments(parser) -> None:
                        help="Days with fewer samples are not compared for regressions.")
 
 
-# Every option group of the command line, in --help order; the same groups make
-# the Flex Template's parameters (templates/generate.py).
+# The option groups of this command line, in --help order: what --help lists
+# and the job accepts (with the operator options and Beam's own), and the Flex
+# Template's parameters (templates/generate.py).
 ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_history_arguments,
              arguments.add_param_store_arguments, add_monitor_arguments)
 # Shown as required by --help (and the template): the monitor refuses to run without them.

@@ -29,6 +29,15 @@ class ProblemLogOptions(PipelineOptions):
         arguments.add_problem_log_arguments(parser)
 
 
+class OperatorOptions(PipelineOptions):
+    """What a run prints while it works (every entry point; not template
+    parameters: they do not change what a job computes)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        arguments.add_operator_arguments(parser)
+
+
 class TrainingOptions(PipelineOptions):
     """What the training pipelines share and the monitor (which trains
     nothing, and takes seed and dimension from the model) does not use."""
@@ -38,13 +47,17 @@ class TrainingOptions(PipelineOptions):
         arguments.add_training_arguments(parser)
 
 
-class HistoryOptions(PipelineOptions):
-    """For pipelines that replay students over a date window: how much
-    history before it is replayed too."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        arguments.add_history_arguments(parser)
+def parse_problem_number_range(text: str):
+    """'LO,HI' -> (LO, HI) for LO <= problem_number < HI; '' -> all attempts."""
+    if not text:
+        return 1, None
+    try:
+        low, high = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--problem_number_range {text!r} is not LO,HI (e.g. 1,6)") from None
+    if low < 1 or high <= low:
+        raise ValueError(f"--problem_number_range {text!r} needs 1 <= LO < HI")
+    return low, high
 
 
 class ParamStoreOptions(PipelineOptions):
@@ -56,13 +69,48 @@ class ParamStoreOptions(PipelineOptions):
         arguments.add_param_store_arguments(parser)
 
 
-class OperatorOptions(PipelineOptions):
-    """What a run prints while it works (every entry point; not template
-    parameters: they do not change what a job computes)."""
+class HistoryOptions(PipelineOptions):
+    """For pipelines that replay students over a date window: how much
+    history before it is replayed too."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        arguments.add_operator_arguments(parser)
+        arguments.add_history_arguments(parser)
+
+
+def read_window(options) -> Tuple[Tuple, Optional[datetime.date]]:
+    """((first day read, day after the last), first day used) for a pipeline
+    with HistoryOptions: the date window widened by --history_days."""
+    start, end = date_window(options)
+    read_start = start - datetime.timedelta(days=options.history_days) if start else None
+    return (read_start, end), start
+
+
+def _date(text: str, option: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is not a date YYYY-MM-DD") from None
+
+
+def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime.date],
+                                                               Optional[datetime.date]]:
+    """(first day, day after the last) from the window options; None = open."""
+    if options.window_days:
+        if options.start_date or options.end_date:
+            raise ValueError("--window_days counts back from --run_date; do not combine it "
+                             "with --start_date/--end_date")
+        run_date = (_date(options.run_date, "--run_date") if options.run_date else
+                    today or datetime.datetime.now(datetime.timezone.utc).date())
+        return run_date - datetime.timedelta(days=options.window_days), run_date
+    if options.run_date:
+        raise ValueError("--run_date only sets where --window_days counts back from")
+    start = _date(options.start_date, "--start_date") if options.start_date else None
+    end = _date(options.end_date, "--end_date") if options.end_date else None
+    if start and end and end < start:
+        raise ValueError(f"--end_date {options.end_date} is before --start_date "
+                         f"{options.start_date}")
+    return start, end + datetime.timedelta(days=1) if end else None
 
 
 def _refuse(message: str):
@@ -132,51 +180,3 @@ def submits_only(pipeline_options) -> bool:
 
 def output_path(output: str, *parts: str) -> str:
     return FileSystems.join(output.rstrip("/"), *parts)
-
-
-def parse_problem_number_range(text: str):
-    """'LO,HI' -> (LO, HI) for LO <= problem_number < HI; '' -> all attempts."""
-    if not text:
-        return 1, None
-    try:
-        low, high = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"--problem_number_range {text!r} is not LO,HI (e.g. 1,6)") from None
-    if low < 1 or high <= low:
-        raise ValueError(f"--problem_number_range {text!r} needs 1 <= LO < HI")
-    return low, high
-
-
-def read_window(options) -> Tuple[Tuple, Optional[datetime.date]]:
-    """((first day read, day after the last), first day used) for a pipeline
-    with HistoryOptions: the date window widened by --history_days."""
-    start, end = date_window(options)
-    read_start = start - datetime.timedelta(days=options.history_days) if start else None
-    return (read_start, end), start
-
-
-def _date(text: str, option: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{option} {text!r} is not a date YYYY-MM-DD") from None
-
-
-def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime.date],
-                                                               Optional[datetime.date]]:
-    """(first day, day after the last) from the window options; None = open."""
-    if options.window_days:
-        if options.start_date or options.end_date:
-            raise ValueError("--window_days counts back from --run_date; do not combine it "
-                             "with --start_date/--end_date")
-        run_date = (_date(options.run_date, "--run_date") if options.run_date else
-                    today or datetime.datetime.now(datetime.timezone.utc).date())
-        return run_date - datetime.timedelta(days=options.window_days), run_date
-    if options.run_date:
-        raise ValueError("--run_date only sets where --window_days counts back from")
-    start = _date(options.start_date, "--start_date") if options.start_date else None
-    end = _date(options.end_date, "--end_date") if options.end_date else None
-    if start and end and end < start:
-        raise ValueError(f"--end_date {options.end_date} is before --start_date "
-                         f"{options.start_date}")
-    return start, end + datetime.timedelta(days=1) if end else None

@@ -58,8 +58,9 @@ def add_boosted_arguments(parser) -> None:
                             "whenever its objective would rise.")
 
 
-# Every option group of the command line, in --help order; the same groups make
-# the Flex Template's parameters (templates/generate.py).
+# The option groups of this command line, in --help order: what --help lists
+# and the job accepts (with the operator options and Beam's own), and the Flex
+# Template's parameters (templates/generate.py).
 ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_training_arguments,
              add_boosted_arguments)
 # Shown as required by --help (and the template): the pipeline refuses to run without

@@ -68,8 +68,9 @@ def add_knowledge_model_arguments(parser) -> None:
                             "backoff from 1 s (up to 60 s) between them.")
 
 
-# Every option group of the command line, in --help order; the same groups make
-# the Flex Template's parameters (templates/generate.py).
+# The option groups of this command line, in --help order: what --help lists
+# and the job accepts (with the operator options and Beam's own), and the Flex
+# Template's parameters (templates/generate.py).
 ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_training_arguments,
              arguments.add_history_arguments, arguments.add_param_store_arguments,
              add_knowledge_model_arguments)

@@ -1,6 +1,7 @@
-"""The Beam job of pipelines.monitor (its command line, options and
-documentation): scores a model version's predictions per exercise and day,
-and writes the daily metrics and the dashboard."""
+"""The Beam job of `python -m pipelines.monitor` (that module holds the
+command line, its options and the documentation): score a model version's
+predictions per exercise and day, and write the daily metrics and the
+dashboard."""
 
 import datetime
 import json
@@ -196,4 +197,3 @@ def run(argv=None) -> dict:
         raise JobFailed("no attempt inside the window could be scored; check --input, the "
                         "date window and --params")
     return summary
-

@@ -1,5 +1,6 @@
-"""The Beam jobs of pipelines.train_boosted (its command line, options and
-documentation): build the columnar store, then train the boosted models."""
+"""The Beam jobs of `python -m pipelines.train_boosted` (that module holds
+the command line, its options and the documentation): build the columnar
+store, then train the boosted models from it."""
 
 import json
 import time
@@ -236,4 +237,3 @@ def run(argv=None) -> dict:
     print(f"Outputs under {options.output} (store: {store}); "
           f"wall time {summary['wall_time_seconds']:.1f} s")
     return summary
-

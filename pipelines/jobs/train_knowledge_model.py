@@ -1,6 +1,7 @@
-"""The Beam job of pipelines.train_knowledge_model (its command line, options
-and documentation): reads ProblemLogs, replays students, fits one logistic
-regression per exercise and writes the parameters."""
+"""The Beam job of `python -m pipelines.train_knowledge_model` (that module
+holds the command line, its options and the documentation): read
+ProblemLogs, replay every student, fit one logistic regression per exercise
+and write the parameters."""
 
 import datetime
 import json
@@ -255,4 +256,3 @@ def run(argv=None) -> dict:
             f"{summary['exercises_skipped_total']} exercises skipped); see "
             f"{summary['outputs']['dead_letter']} and {summary['outputs']['skipped_exercises']}")
     return summary
-
