@@ -33,13 +33,17 @@ NUMBERS = ["0", "1", "2", "7", "10", "30", "99", "100", "499", "500", "501", "10
            "-0.5", "ten", "1,5", "nan", "inf", "1_000", "", " "]
 
 
+def job(name):
+    """The pipeline's Beam job module (pipelines.jobs)."""
+    return importlib.import_module(f"pipelines.jobs.{name}")
+
+
 def options_class(name):
     """The PipelineOptions class the pipeline's Beam job views its options
     as (its job module's own)."""
-    job = importlib.import_module(f"pipelines.jobs.{name}")
-    (cls,) = [value for value in vars(job).values()
+    (cls,) = [value for value in vars(job(name)).values()
               if isinstance(value, type) and issubclass(value, PipelineOptions)
-              and value.__module__ == job.__name__]
+              and value.__module__ == job(name).__name__]
     return cls
 
 
@@ -172,10 +176,9 @@ def _complete_argv(module, leave_out):
 
 def _validate(name, argv):
     """The pipeline's own check of its command line, without running it."""
-    job = importlib.import_module(f"pipelines.jobs.{name}")
-    if hasattr(job, "validate"):
-        return job.validate(PipelineOptions(argv).view_as(options_class(name)))
-    return job.run(argv)  # train_boosted checks its options first thing
+    if hasattr(job(name), "validate"):
+        return job(name).validate(PipelineOptions(argv).view_as(options_class(name)))
+    return job(name).run(argv)  # train_boosted checks its options first thing
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
