@@ -82,8 +82,9 @@ ARG PIPELINE=train_knowledge_model
 ARG SDK_CONTAINER_IMAGE=""
 ENV KM_PIPELINE=${PIPELINE} \
     KM_SDK_CONTAINER_IMAGE=${SDK_CONTAINER_IMAGE}
-# Fails the build if the pipeline or any of its dependencies does not import.
-RUN python -c "import pipelines.${PIPELINE}"
+# Fails the build if the pipeline (its command line and its Beam job) or any
+# of its dependencies does not import.
+RUN python -c "import pipelines.${PIPELINE}, pipelines.jobs.${PIPELINE}"
 
 # The Beam SDK harness entrypoint, so the image also works as the workers'
 # SDK container (the Flex Template launcher ignores ENTRYPOINT).

@@ -68,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None,
         # Booleans arrive as --flag=true/false; argparse wants --flag or nothing.
         from pipelines.flex_template import ArgumentError, flex_template_argv
         try:
-            argv = flex_template_argv(pipeline_argv(argv, environ))
+            argv = flex_template_argv(pipeline_argv(argv, environ), module.ARGUMENTS)
         except ArgumentError as error:
             raise LauncherError(str(error)) from None
     except LauncherError as error:

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 from scipy import sparse, special
 
-LOSSES = ("logistic", "exponential")
+from models.settings import LOSSES
 
 
 def design_matrix(indptr: np.ndarray, indices: np.ndarray, num_features: int) -> sparse.csr_matrix:

@@ -5,28 +5,15 @@ holdout side are pure functions of the data and the seed, so the result does
 not depend on row order, bundling or the number of workers.
 """
 
-import dataclasses
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from models.evaluation import BASELINE_FIELD
-from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, ComponentCache, TrainingRows
+from models.knowledge_state import ComponentCache, TrainingRows
 from models.log_batch import splitmix64
 from models.logistic import auc, base_rate_log_likelihood, fit_logistic, log_likelihoods
-
-
-@dataclasses.dataclass(frozen=True)
-class FitSettings:
-    max_samples: int = 50000
-    min_samples: int = 30
-    holdout_fraction: float = 0.1
-    l2: float = 30.0
-    max_iterations: int = 500
-    seed: int = 0
-    num_random_features: int = DEFAULT_NUM_RANDOM_FEATURES
-    model_version: str = ""
-    trained_at: str = ""
+from models.settings import FitSettings
 
 
 def _salted(user_hashes: np.ndarray, purpose: int, seed: int) -> np.ndarray:

@@ -32,7 +32,6 @@ EMPTY_PERCENT_CORRECT = 0.8
 BASE_FEATURE_NAMES = ("bias", "ewma_3", "ewma_10", "streak", "log_num_done",
                       "log_num_missed", "percent_correct")
 NUM_BASE_FEATURES = len(BASE_FEATURE_NAMES)
-DEFAULT_NUM_RANDOM_FEATURES = 100
 
 ComponentKey = Tuple[str, str, bool]  # (exercise, problem_type, correct)
 

@@ -22,6 +22,8 @@ FIELDS = (
     "count_attempts",
 )
 REQUIRED_FIELDS = ("user", "exercise", "time_done", "correct")
+# The file formats ProblemLogs are read from (transforms.read).
+FORMATS = ("avro", "json", "csv", "parquet")
 OPTIONAL_INT_FIELDS = ("time_taken", "count_hints", "count_attempts")
 
 # The schema BigQuery uses when it exports the ProblemLog table to Avro:

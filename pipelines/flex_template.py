@@ -11,7 +11,7 @@ deploy tool (the launch request, the Cloud Scheduler job) is pipelines.launch.
 import argparse
 from typing import Dict, List, Sequence
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from pipelines.options import accepted_options_parser
 
 TRUE, FALSE = "true", "false"
 
@@ -26,27 +26,23 @@ def is_boolean(action: argparse.Action) -> bool:
     return action.nargs == 0 or (action.nargs == "?" and action.const is True)
 
 
-def _flag_actions() -> Dict[str, argparse.Action]:
-    """Every registered pipeline flag taking no value (Beam's and the
-    project's), by option string."""
-    parsers = []
-    # get_all_options(add_extra_args_fn=...) is Beam's public way to reach the
-    # parser holding every registered PipelineOptions flag.
-    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+def _flag_actions(option_groups) -> Dict[str, argparse.Action]:
+    """Every flag taking no value that the entry point of `option_groups`
+    (its ARGUMENTS) accepts, Beam's included, by option string."""
     # argparse has no public accessor for a parser's actions; `_actions` is
     # the attribute argparse itself reads (format_help, parse_args).
-    actions = parsers[0]._actions
+    actions = accepted_options_parser(option_groups)._actions
     return {option: action for action in actions if action.dest != "help"
             for option in action.option_strings if action.nargs == 0}
 
 
-def flex_template_argv(argv: Sequence[str]) -> List[str]:
-    """The launcher's arguments with boolean flags rewritten for argparse.
+def flex_template_argv(argv: Sequence[str], option_groups) -> List[str]:
+    """The launcher's arguments with boolean flags rewritten for argparse, for
+    the entry point of `option_groups` (its ARGUMENTS).
 
     '--flag=true' (or '--flag true') becomes '--flag', '--flag=false' is
-    dropped; anything else after a flag is an ArgumentError. Call it after
-    importing the pipeline module (its options must be registered)."""
-    flags = _flag_actions()
+    dropped; anything else after a flag is an ArgumentError."""
+    flags = _flag_actions(option_groups)
     argv = list(argv)
     result, i = [], 0
     while i < len(argv):

@@ -83,6 +83,8 @@ Decisions a nightly job depends on:
   -> --overwrite, --overwrite=false -> nothing); container/launcher.py does.
 """
 
+from __future__ import annotations
+
 import argparse
 import base64
 import datetime
@@ -91,9 +93,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from google.cloud import dataflow_v1beta3 as dataflow
+if TYPE_CHECKING:
+    # Imported where a request is built or sent: the client takes most of a
+    # second to import, and --help and the checks need none of it.
+    from google.cloud import dataflow_v1beta3 as dataflow
 
 DATAFLOW_API = "https://dataflow.googleapis.com/v1b3"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -119,9 +124,6 @@ ENVIRONMENT_FLAGS = (
     "service_account_email", "temp_location", "staging_location", "num_workers",
     "max_workers", "machine_type", "launcher_machine_type", "disk_size_gb", "network",
     "subnetwork", "ip_configuration", "sdk_container_image", "flexrs_goal")
-# Every field of FlexTemplateRuntimeEnvironment as the REST body spells it.
-ENVIRONMENT_FIELDS = frozenset(
-    field.json_name for field in dataflow.FlexTemplateRuntimeEnvironment.pb().DESCRIPTOR.fields)
 
 # Cloud Scheduler: retry a failed launch (e.g. 409 while last night's job
 # still runs) a few times, all within hours of the schedule.
@@ -303,6 +305,7 @@ def job_name(args, now: Optional[datetime.datetime] = None) -> str:
 def launch_request(args, metadata: dict, now: Optional[datetime.datetime] = None
                    ) -> dataflow.LaunchFlexTemplateRequest:
     """The `flexTemplates:launch` request, as the Dataflow client's message."""
+    from google.cloud import dataflow_v1beta3 as dataflow
     parameters = dict(args.parameter)
     check_parameters(parameters, metadata)
     environment = {flag: getattr(args, flag) for flag in ENVIRONMENT_FLAGS
@@ -324,6 +327,7 @@ def request_body(request: dataflow.LaunchFlexTemplateRequest) -> dict:
     """The REST body of a launch request: the message in its JSON form
     (enums by name, fields left at their defaults omitted), without the
     project and location, which are the URL's path."""
+    from google.cloud import dataflow_v1beta3 as dataflow
     document = json.loads(dataflow.LaunchFlexTemplateRequest.to_json(
         request, use_integers_for_enums=False, always_print_fields_with_no_presence=False))
     return {key: value for key, value in document.items()
@@ -371,6 +375,7 @@ def send(request: dataflow.LaunchFlexTemplateRequest,
     the client's REST transport (the HTTPS endpoint above); returns the
     response (its job.id names the new job). Raises
     google.api_core.exceptions.GoogleAPICallError on an HTTP error."""
+    from google.cloud import dataflow_v1beta3 as dataflow
     client = dataflow.FlexTemplatesServiceClient(transport="rest")
     return client.launch_flex_template(request=request, timeout=timeout)
 

@@ -1,14 +1,15 @@
-"""Options and command-line helpers shared by the entry points.
+"""The Beam side of the entry points' options: PipelineOptions classes for
+the option groups they share (each adds its group from pipelines.arguments),
+the check that an entry point's command line holds only options it accepts,
+and helpers shared by the pipelines.
 
 Beam registers every PipelineOptions subclass in the process and parses them
-together, so a flag may be defined by one class only: the flags all pipelines
-share live here, each pipeline's own flags in its module.
+together, so a flag may be defined by one class only: the groups all pipelines
+share have their class here, each pipeline's own group has one in its job
+module (pipelines.jobs).
 """
 
-import argparse
-import contextlib
 import datetime
-import logging
 import re
 import sys
 from typing import Optional, Tuple
@@ -16,19 +17,8 @@ from typing import Optional, Tuple
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from models.exercise_model import FitSettings
-from pipelines.cli import leftover_problems
-from pipelines.option_types import fraction_in_0_1, non_negative_int, positive_int
-from transforms.read import FORMATS
-
-
-class UsageError(ValueError):
-    """A problem with the command line, reported without a traceback."""
-
-
-class JobFailed(RuntimeError):
-    """The job ran but its result must not count as a success (e.g. nothing
-    was trained): reported without a traceback, exit status 1."""
+from pipelines import arguments
+from pipelines.cli import UsageError, leftover_problems
 
 
 class ProblemLogOptions(PipelineOptions):
@@ -36,78 +26,7 @@ class ProblemLogOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("input and output")
-        group.add_argument("--input", default="",
-                           help="ProblemLogs: a file glob (e.g. 'logs/*.avro', "
-                                "'gs://bucket/export/*.avro') or a BigQuery table "
-                                "'bq://project.dataset.table'. time_done in JSON and CSV: "
-                                "ISO-8601 text, or a number of epoch SECONDS (epoch "
-                                "milliseconds land after year 9999 and are dead-lettered as "
-                                "bad_timestamp, or as future_timestamp when they fall after "
-                                "the run's start plus one hour).")
-        group.add_argument("--output", default="",
-                           help="Output directory (local path or gs://...). Required.")
-        group.add_argument("--input_format", default="auto", choices=("auto",) + FORMATS,
-                           help="Format of --input files; 'auto' uses the file extension "
-                                "(.avro, .json/.jsonl, .csv, .parquet).")
-        group.add_argument("--column_mapping", default="",
-                           help="Source column names for ProblemLog fields when they differ, "
-                                "e.g. 'user=student_id,exercise=skill,time_done=timestamp'.")
-        group.add_argument("--student_buckets", type=non_negative_int, default=0,
-                           help="Students are grouped into this many buckets (by a hash of "
-                                "the user), and each bucket is sorted and replayed in one "
-                                "vectorized pass: the unit of parallelism and of worker "
-                                "memory. 0: about 250,000 logs per bucket, estimated from "
-                                "the input files' size (4,096 for BigQuery).")
-        group.add_argument("--max_attempts_per_student", type=positive_int, default=100000,
-                           help="A student with more attempts is dead-lettered whole "
-                                "(reason too_many_attempts), not truncated.")
-        group.add_argument("--problem_number_range", default="",
-                           help="LO,HI: emit training rows only for LO <= problem_number < HI "
-                                "(the source system used 1,6). Default: every attempt. State "
-                                "is always updated by every attempt.")
-        group = parser.add_argument_group(
-            "BigQuery input",
-            "A table is read with the Storage Read API: only the needed columns, and the "
-            "date window as a row restriction. Instead of --input bq://... the table may "
-            "be given as --bq_project/--bq_dataset/--bq_table.")
-        group.add_argument("--bq_project", default="", help="Project of the ProblemLog table.")
-        group.add_argument("--bq_dataset", default="", help="Dataset of the ProblemLog table.")
-        group.add_argument("--bq_table", default="", help="ProblemLog table name.")
-        group.add_argument("--input_query", default="",
-                           help="Standard SQL returning ProblemLog columns (names after "
-                                "--column_mapping), for custom schemas; read by exporting "
-                                "its result. Its time column must be a TIMESTAMP for a "
-                                "date window.")
-        group.add_argument("--bq_temp_dataset", default="",
-                           help="'project.dataset' for --input_query's temporary result "
-                                "table (the job's service account needs to create tables "
-                                "there). Required with --input_query.")
-        group = parser.add_argument_group(
-            "date window",
-            "Which days of ProblemLogs to read, by time_done in UTC. For files the window "
-            "filters records (counted as records_outside_window); for BigQuery it is "
-            "pushed into the read.")
-        group.add_argument("--start_date", default="",
-                           help="First day read, YYYY-MM-DD (default: no lower bound).")
-        group.add_argument("--end_date", default="",
-                           help="Last day read, inclusive, YYYY-MM-DD (default: no upper "
-                                "bound).")
-        group.add_argument("--window_days", type=non_negative_int, default=0,
-                           help="Read the K whole days before --run_date; instead of "
-                                "--start_date/--end_date, so a nightly job with fixed "
-                                "parameters reads the right days.")
-        group.add_argument("--run_date", default="",
-                           help="YYYY-MM-DD that --window_days counts back from (default: "
-                                "today in UTC), and that dates the knowledge model's "
-                                "--state_dir snapshot; set it to re-run or backfill a given "
-                                "night.")
-
-
-PROGRESS_MODES = ("auto", "always", "never")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# The project's own loggers; everything else (Beam, Google clients) is "theirs".
-OWN_LOGGERS = ("pipelines", "transforms", "models", "dashboard", "container", "__main__")
+        arguments.add_problem_log_arguments(parser)
 
 
 class OperatorOptions(PipelineOptions):
@@ -116,46 +35,7 @@ class OperatorOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("progress and logging")
-        group.add_argument("--progress", default="auto", choices=PROGRESS_MODES,
-                           help="Progress lines while the job runs (every few seconds on the "
-                                "DirectRunner: records read, students replayed, exercises "
-                                "fitted, elapsed time). 'auto': only when stdout is a "
-                                "terminal. On Dataflow the job id and console URL are "
-                                "always printed.")
-        group.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS,
-                           help="Level of the project's own log messages.")
-        group.add_argument("--beam_log_level", default="ERROR", type=str.upper,
-                           choices=LOG_LEVELS,
-                           help="Level of Beam's own log messages, including those the "
-                                "DirectRunner's worker processes forward "
-                                "(--direct_running_mode=multi_processing).")
-
-
-def operator_settings(argv) -> argparse.Namespace:
-    """--progress, --log_level and --beam_log_level from `argv` (UsageError
-    for a bad value), before Beam parses anything."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    OperatorOptions._add_argparse_args(parser)
-    try:
-        settings, _ = parser.parse_known_args(list(argv))
-    except argparse.ArgumentError as error:
-        raise UsageError(str(error)) from None
-    return settings
-
-
-def configure_logging(level: str = "INFO", beam_level: str = "ERROR") -> None:
-    """Our loggers at `level`, Beam's at `beam_level`, everything else at
-    WARNING, all to stderr as 'LEVEL logger: message'."""
-    root = logging.getLogger()
-    if not any(isinstance(handler, logging.StreamHandler) for handler in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    for name in OWN_LOGGERS:
-        logging.getLogger(name).setLevel(level)
-    logging.getLogger("apache_beam").setLevel(beam_level)
+        arguments.add_operator_arguments(parser)
 
 
 class TrainingOptions(PipelineOptions):
@@ -164,17 +44,7 @@ class TrainingOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("training")
-        group.add_argument("--seed", type=non_negative_int, default=FitSettings.seed,
-                           help="Model seed: random components, row sampling and the "
-                                "holdout split are pure functions of it.")
-        group.add_argument("--holdout_fraction", type=fraction_in_0_1,
-                           default=FitSettings.holdout_fraction,
-                           help="Fraction of students whose rows are held out for "
-                                "evaluation (a student's rows are all on one side).")
-        group.add_argument("--overwrite", action="store_true",
-                           help="Replace the outputs of an earlier run in --output; "
-                                "without it such outputs are an error.")
+        arguments.add_training_arguments(parser)
 
 
 def parse_problem_number_range(text: str):
@@ -196,18 +66,7 @@ class ParamStoreOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("model versions")
-        group.add_argument("--model_version", default="",
-                           help="Model version. Training: the label its parameters are "
-                                "stored under (default: the UTC start time, e.g. "
-                                "20261123T002000Z). Monitor: the version to evaluate (default: "
-                                "the active one).")
-        group.add_argument("--datastore_project", default="",
-                           help="Google Cloud project of the Datastore (Firestore in "
-                                "Datastore mode) database holding model versions.")
-        group.add_argument("--datastore_namespace", default="",
-                           help="Datastore namespace of the model versions (default: the "
-                                "default namespace).")
+        arguments.add_param_store_arguments(parser)
 
 
 class HistoryOptions(PipelineOptions):
@@ -216,12 +75,7 @@ class HistoryOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("history")
-        group.add_argument("--history_days", type=non_negative_int, default=28,
-                           help="With a start date: also read this many days before it, so "
-                                "students' states include their recent history. Those "
-                                "attempts update the state but are not trained on or "
-                                "scored (0: the state starts at the window).")
+        arguments.add_history_arguments(parser)
 
 
 def read_window(options) -> Tuple[Tuple, Optional[datetime.date]]:
@@ -260,17 +114,6 @@ def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime
     return start, end + datetime.timedelta(days=1) if end else None
 
 
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _refuse(message: str):
     """argparse's error() for Beam's parser: a UsageError naming the option
     ("--min_samples: must be at least 1, got 0") instead of the whole usage of
@@ -278,33 +121,52 @@ def _refuse(message: str):
     raise UsageError(re.sub(r"^argument (-[^:]+): ", r"\1: ", message))
 
 
-def unknown_arguments(argv) -> list:
-    """The arguments in `argv` that no option accepts, as error lines with the
-    closest valid option. Beam keeps only what its parser knows and drops the
-    rest with a warning, so a typo (--num_random_feature) would run the job on
-    defaults. Known: every option of every PipelineOptions class loaded (ours,
-    Beam's and the runners'), from the parser Beam itself builds. A value its
-    option's type refuses (pipelines.option_types) raises UsageError."""
+def accepted_options_parser(option_groups):
+    """Beam's parser of exactly the options an entry point accepts: its option
+    groups (`option_groups`, the add_<group>_arguments functions of its
+    ARGUMENTS), the operator options, and Beam's own (runner, Google Cloud,
+    worker...: every registered PipelineOptions class defined by Beam). Not
+    the options of another entry point, although Beam registers those too
+    once their module is imported. A value its option's type refuses raises
+    UsageError when the parser parses it (pipelines.option_types)."""
     captured = []
 
-    def capture(parser):
+    def add_accepted(parser):
         parser.error = _refuse
+        for add_arguments in tuple(option_groups) + (arguments.add_operator_arguments,):
+            add_arguments(parser)
+        for cls in PipelineOptions.__subclasses__():
+            if cls.__module__.startswith("apache_beam."):
+                cls._add_argparse_args(parser)
         captured.append(parser)
 
-    with _quiet("apache_beam.options.pipeline_options"):
-        PipelineOptions(list(argv)).get_all_options(add_extra_args_fn=capture)
-    (parser,) = captured
+    # get_all_options(add_extra_args_fn=...) is Beam's public way to a parser
+    # of its own kind; current_only: none of the registered classes but
+    # PipelineOptions itself, which adds no option.
+    PipelineOptions([]).get_all_options(current_only=True, add_extra_args_fn=add_accepted)
+    return captured[0]
+
+
+def unknown_arguments(argv, option_groups) -> list:
+    """The arguments in `argv` that the entry point of `option_groups` does
+    not accept (see accepted_options_parser), as error lines with the closest
+    valid option. Beam itself parses every registered option and drops the
+    rest with a warning, so a typo (--num_random_feature) would run the job on
+    defaults, and another entry point's option (the monitor given --seed)
+    would be taken and ignored."""
+    parser = accepted_options_parser(option_groups)
     _, leftovers = parser.parse_known_args(list(argv))
     known_options = ["--" + name for name in vars(parser.parse_known_args([])[0])]
     return leftover_problems(leftovers, known_options)
 
 
-def checked_options(argv) -> PipelineOptions:
-    """PipelineOptions of an entry point's argv; UsageError for any argument
-    no option accepts and any value its option's type refuses, before any
-    work (so later view_as() calls parse it without error)."""
+def checked_options(argv, option_groups) -> PipelineOptions:
+    """PipelineOptions of an entry point's argv (`option_groups`: its
+    ARGUMENTS); UsageError for any argument it does not accept and any value
+    its option's type refuses, before any work (so later view_as() calls
+    parse it without error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    problems = unknown_arguments(argv)
+    problems = unknown_arguments(argv, option_groups)
     if problems:
         raise UsageError("; ".join(problems))
     return PipelineOptions(argv)
@@ -319,68 +181,3 @@ def submits_only(pipeline_options) -> bool:
 
 def output_path(output: str, *parts: str) -> str:
     return FileSystems.join(output.rstrip("/"), *parts)
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                     argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the module docstring's layout and shows every option's default,
-    except empty ones ("(default: )" says nothing)."""
-
-    def _get_help_string(self, action):
-        if action.default in ("", None, False) or action.required:
-            return action.help
-        return super()._get_help_string(action)
-
-
-class _HelpParser(argparse.ArgumentParser):
-    """The --help parser: options named in `required` are shown as required
-    (Beam's parser cannot make them so: every entry point's classes share it)."""
-
-    def __init__(self, *args, required=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.required = set(required)
-
-    def add_argument_group(self, *args, **kwargs):
-        group = super().add_argument_group(*args, **kwargs)
-        add = group.add_argument
-
-        def add_argument(*names, **options):
-            if set(names) & self.required:
-                options["required"] = True
-            return add(*names, **options)
-
-        group.add_argument = add_argument
-        return group
-
-
-def print_options_help(prog: str, description: str, *options_classes) -> None:
-    """--help for an entry point whose options are PipelineOptions subclasses
-    (Beam's own parser does not print them)."""
-    parser = _HelpParser(
-        prog=prog, description=description, formatter_class=_HelpFormatter,
-        required=("--output",),
-        epilog="Beam options are accepted as well, e.g. --runner DirectRunner (default), "
-               "--direct_running_mode multi_processing, --direct_num_workers N; "
-               "on Dataflow: --runner DataflowRunner --project --region --temp_location.")
-    for options_class in tuple(options_classes) + (OperatorOptions,):
-        options_class._add_argparse_args(parser)
-    parser.print_help()
-
-
-def command_line(prog: str, description: str, options_classes, run, argv=None) -> None:
-    """An entry point's main(): --help, then run(argv) with exit status 2 for
-    a bad command line and 1 for a failed job, each with a one-line message."""
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print_options_help(prog, description, *options_classes)
-        return
-    try:
-        settings = operator_settings(argv)
-        configure_logging(settings.log_level, settings.beam_log_level)
-        run(argv)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except JobFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)

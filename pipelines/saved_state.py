@@ -13,12 +13,10 @@ from typing import List, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.knowledge_state import WINDOW
 from models.student_state import CONTRACT_VERSION
-from pipelines.option_types import positive_int
-from pipelines.options import UsageError
+from pipelines.cli import UsageError
 from transforms.fit import SampleRowsPerExercise
 from transforms.rows_store import (DONE, ReadRowsPartitions, WriteRowsPartition, partition_files,
                                    read_done)
@@ -28,33 +26,6 @@ from transforms.student_state import (HEADER, SHARD_PATTERN, ReadStudentStates,
 ROWS_FOLDER = "rows"
 
 FORMAT = "knowledge-model-student-state"
-
-
-class StateOptions(PipelineOptions):
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("saved student state")
-        group.add_argument("--state_input", default="",
-                           help="A snapshot directory an earlier run wrote with "
-                                "--state_output: every student starts from its saved "
-                                "state (students not in it start empty), and only logs "
-                                "after the snapshot's date window are read (--history_days "
-                                "is not used). Refused when unfinished or made with another "
-                                "--seed or --num_random_features.")
-        group.add_argument("--state_output", default="",
-                           help="Directory for a snapshot of every student's state after "
-                                "this run (Parquet shards, then SNAPSHOT.json once all are "
-                                "written), for the next run's --state_input. An existing "
-                                "snapshot there needs --overwrite.")
-        group.add_argument("--state_dir", default="",
-                           help="For nightly runs, instead of --state_input/--state_output: "
-                                "snapshots live in dated folders DIR/YYYY-MM-DD. The run "
-                                "writes DIR/<--run_date> (default: today in UTC) and starts "
-                                "from the latest finished snapshot dated before it; with none, "
-                                "it replays the whole history (the first run).")
-        group.add_argument("--state_keep", type=positive_int, default=7,
-                           help="With --state_dir: dated snapshots before the run date kept "
-                                "(the newest ones); older ones are deleted when a run starts.")
 
 
 def _dated_folders(root: str, marker: str, pattern: str):

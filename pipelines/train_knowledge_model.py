@@ -15,315 +15,103 @@ Runs on the DirectRunner by default; any Beam runner option is accepted
 (e.g. --direct_running_mode=multi_processing --direct_num_workers=2).
 """
 
-import datetime
-import json
-import re
-import time
-import uuid
-
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
-
-from models.evaluation import DEPLOY_POLICIES, evaluate
-from models.exercise_model import FitSettings
-from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
-from models.param_store import Registry
-from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
+from models.evaluation import DEPLOY_POLICIES
+from models.settings import DEFAULT_NUM_RANDOM_FEATURES, FitSettings
+from pipelines import arguments
+from pipelines.cli import command_line
 from pipelines.option_types import IntBetween, non_negative_float, positive_int
-from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
-                               TrainingOptions, UsageError, checked_options, command_line,
-                               output_path, parse_problem_number_range, read_window,
-                               submits_only)
-from pipelines.progress import run_pipeline
-from pipelines.saved_state import SavedState, StateOptions
-from transforms.datastore_sink import RetrySettings, WriteModelVersion
-from transforms.fit import SKIPPED, FitPerExercise
-from transforms.read import DEAD_LETTER
-from transforms.replay import COMPONENT_KEYS, ROWS, STATES, ReplayKnowledgeState
-from transforms.run_summary import counter_values, human_summary, summarize
-from transforms.sessionize import SessionizeByStudent
-from transforms.write import (ComponentRecords, TrainingRowRecords, WriteJsonLines,
-                              WriteSortedJsonLines, component_sort_key, read_json_lines)
 
-OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter", "datastore")
 PARAMS_SINKS = ("files", "datastore")
-MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-RUN_SUMMARY = "run_summary.json"
-# What the progress lines count (pipelines.progress).
-PROGRESS = (("records_read", "record", "read"), ("students", "student", "replayed"),
-            ("exercises_fitted", "exercise", "fitted"))
 
 
-class KnowledgeModelOptions(ProblemLogOptions, TrainingOptions, HistoryOptions, ParamStoreOptions,
-                            StateOptions, PipelineOptions):
+def add_knowledge_model_arguments(parser) -> None:
     """The knowledge model's own options, on top of the shared ones."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        group = parser.add_argument_group("knowledge model")
-        group.add_argument("--num_random_features", type=positive_int,
-                           default=DEFAULT_NUM_RANDOM_FEATURES,
-                           help="Dimension D of the random-component vector r.")
-        group.add_argument("--max_samples_per_exercise", type=positive_int,
-                           default=FitSettings.max_samples,
-                           help="Rows per exercise are capped by a uniform random sample "
-                                "of this size.")
-        group.add_argument("--min_samples", type=positive_int, default=FitSettings.min_samples,
-                           help="Exercises with fewer training rows are skipped "
-                                "(reason too_few_samples).")
-        group.add_argument("--l2", type=non_negative_float, default=FitSettings.l2,
-                           help="L2 penalty on theta (bias excluded): the precision of a "
-                                "Gaussian prior, added to the negative log likelihood as "
-                                "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
-                                "(scikit-learn's C = 1/l2).")
-        group.add_argument("--max_iterations", type=positive_int,
-                           default=FitSettings.max_iterations,
-                           help="L-BFGS iteration limit per exercise.")
-        group.add_argument("--training_rows_output", default="",
-                           help="If set, also write every emitted training row (user, "
-                                "exercise, time_done, problem_number, correct, x) as JSON "
-                                "lines under this directory.")
-        group = parser.add_argument_group("parameter store")
-        group.add_argument("--params_sink", choices=PARAMS_SINKS, default="files",
-                           help="'files': parameters only under --output. 'datastore': "
-                                "also write them to Datastore as --model_version and make "
-                                "that the active version once every entity is written.")
-        group.add_argument("--deploy_policy", choices=DEPLOY_POLICIES, default="always",
-                           help="With --params_sink datastore: 'always' activates the new "
-                                "version once written; 'if_better' only if its holdout log "
-                                "likelihood is at least the active version's on the same "
-                                "rows (otherwise it is written but not activated, and the "
-                                "summary says why).")
-        group.add_argument("--datastore_batch_size", type=IntBetween(1, 500), default=500,
-                           help="Entities per Datastore commit (Datastore allows 500; "
-                                "commits are also kept under 9 MB).")
-        group.add_argument("--datastore_write_attempts", type=positive_int, default=8,
-                           help="Attempts per commit on transient errors, with exponential "
-                                "backoff from 1 s (up to 60 s) between them.")
-
-
-def validate(options) -> dict:
-    """Check options before building anything; returns derived settings.
-    Raises ValueError naming the option. (Single values were checked by
-    their types, pipelines.option_types, when the command line was parsed.)"""
-    if not options.output:
-        raise ValueError("--output is required")
-    read, start = read_window(options)
-    settings = {
-        "train_from": day_start_micros(start),
-        "problem_number_range": parse_problem_number_range(options.problem_number_range),
-    }
-    check_input_options(options)
-    settings["saved_state"] = SavedState(options, start, read)
-    read = settings["saved_state"].read_window
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
-    if not MODEL_VERSION_PATTERN.fullmatch(settings["model_version"]):
-        raise ValueError(f"--model_version {options.model_version!r} must be 1-100 letters, "
-                         f"digits, '.', '_' or '-', starting with a letter or digit")
-    settings["trained_at"] = now.isoformat().replace("+00:00", "Z")
-    settings["run_id"] = uuid.uuid4().hex
-    if options.params_sink == "datastore" and not options.datastore_project:
-        raise ValueError("--datastore_project is required with --params_sink datastore")
-    # Last: it reads file headers or the BigQuery schema.
-    settings["source"] = problem_log_source(options, window=read)
-    return settings
+    group = parser.add_argument_group("knowledge model")
+    group.add_argument("--num_random_features", type=positive_int,
+                       default=DEFAULT_NUM_RANDOM_FEATURES,
+                       help="Dimension D of the random-component vector r.")
+    group.add_argument("--max_samples_per_exercise", type=positive_int,
+                       default=FitSettings.max_samples,
+                       help="Rows per exercise are capped by a uniform random sample "
+                            "of this size.")
+    group.add_argument("--min_samples", type=positive_int, default=FitSettings.min_samples,
+                       help="Exercises with fewer training rows are skipped "
+                            "(reason too_few_samples).")
+    group.add_argument("--l2", type=non_negative_float, default=FitSettings.l2,
+                       help="L2 penalty on theta (bias excluded): the precision of a "
+                            "Gaussian prior, added to the negative log likelihood as "
+                            "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
+                            "(scikit-learn's C = 1/l2).")
+    group.add_argument("--max_iterations", type=positive_int,
+                       default=FitSettings.max_iterations,
+                       help="L-BFGS iteration limit per exercise.")
+    group.add_argument("--training_rows_output", default="",
+                       help="If set, also write every emitted training row (user, "
+                            "exercise, time_done, problem_number, correct, x) as JSON "
+                            "lines under this directory.")
+    group = parser.add_argument_group("parameter store")
+    group.add_argument("--params_sink", choices=PARAMS_SINKS, default="files",
+                       help="'files': parameters only under --output. 'datastore': "
+                            "also write them to Datastore as --model_version and make "
+                            "that the active version once every entity is written.")
+    group.add_argument("--deploy_policy", choices=DEPLOY_POLICIES, default="always",
+                       help="With --params_sink datastore: 'always' activates the new "
+                            "version once written; 'if_better' only if its holdout log "
+                            "likelihood is at least the active version's on the same "
+                            "rows (otherwise it is written but not activated, and the "
+                            "summary says why).")
+    group.add_argument("--datastore_batch_size", type=IntBetween(1, 500), default=500,
+                       help="Entities per Datastore commit (Datastore allows 500; "
+                            "commits are also kept under 9 MB).")
+    group.add_argument("--datastore_write_attempts", type=positive_int, default=8,
+                       help="Attempts per commit on transient errors, with exponential "
+                            "backoff from 1 s (up to 60 s) between them.")
+    group = parser.add_argument_group(
+        "saved student state",
+        "Nightly training that continues every student from the previous run's saved "
+        "state, reads only the new logs and still fits on the whole window.")
+    group.add_argument("--state_input", default="",
+                       help="A snapshot directory an earlier run wrote with --state_output: "
+                            "every student starts from its saved state (students not in it "
+                            "start empty), and only logs after the snapshot's date window "
+                            "are read (--history_days is not used). Refused when unfinished "
+                            "or made with another --seed or --num_random_features.")
+    group.add_argument("--state_output", default="",
+                       help="Directory for a snapshot of every student's state after this "
+                            "run (Parquet shards, then SNAPSHOT.json once all are written), "
+                            "for the next run's --state_input. An existing snapshot there "
+                            "needs --overwrite.")
+    group.add_argument("--state_dir", default="",
+                       help="For nightly runs, instead of --state_input/--state_output: "
+                            "snapshots live in dated folders DIR/YYYY-MM-DD. The run writes "
+                            "DIR/<--run_date> (default: today in UTC) and starts from the "
+                            "latest finished snapshot dated before it (with none, it "
+                            "replays the whole history: the first run); it also keeps its "
+                            "training rows under DIR/rows/ and fits on those of the window.")
+    group.add_argument("--state_keep", type=positive_int, default=7,
+                       help="With --state_dir: dated snapshots before the run date kept "
+                            "(the newest ones); older ones are deleted when a run starts.")
 
 
-def active_baseline(options, settings):
-    """The active version as a baseline: ({exercise: theta} or None, the
-    keyword arguments of models.evaluation.evaluate). Refuses to rewrite the
-    active version, which would change it under serving's feet."""
-    registry = Registry(options.datastore_project, options.datastore_namespace)
-    active = registry.active_version()
-    if active is None:
-        return None, {}
-    if active == settings["model_version"]:
-        raise UsageError(f"--model_version {active!r} is the active version in Datastore; "
-                         f"train under a new version (or activate another one first)")
-    header, params, _ = registry.load(active)
-    baseline = {"baseline_version": active, "baseline_exercises": len(params)}
-    if (header["seed"], header["num_random_features"]) != (options.seed,
-                                                           options.num_random_features):
-        return None, {**baseline, "baseline_note": (
-            f"its seed and dimension ({header['seed']}, {header['num_random_features']}) "
-            f"differ from this run's, so its features differ")}
-    return {record["exercise"]: record["theta"] for record in params}, baseline
-
-
-def previous_outputs(options) -> list:
-    """Files an earlier run left where this one writes: stale shards would
-    otherwise mix with the new ones."""
-    patterns = [output_path(options.output, folder, "*") for folder in OUTPUT_FOLDERS]
-    patterns.append(output_path(options.output, RUN_SUMMARY))
-    if options.training_rows_output:
-        patterns.append(output_path(options.training_rows_output, "training_rows-*"))
-    return [metadata.path for match in FileSystems.match(patterns)
-            for metadata in match.metadata_list]
-
-
-def build(pipeline, options, settings: dict) -> None:
-    """Assemble the training graph on `pipeline`."""
-    output = options.output
-    fit_settings = FitSettings(
-        max_samples=options.max_samples_per_exercise, min_samples=options.min_samples,
-        holdout_fraction=options.holdout_fraction, l2=options.l2,
-        max_iterations=options.max_iterations, seed=options.seed,
-        num_random_features=options.num_random_features,
-        model_version=settings["model_version"], trained_at=settings["trained_at"])
-
-    logs = pipeline | "ReadProblemLogs" >> settings["source"].read
-    saved_state = settings["saved_state"]
-    chunks = saved_state.add_states(pipeline, logs.valid, settings["source"].num_buckets)
-    students = chunks | "SessionizeByStudent" >> SessionizeByStudent(
-        options.max_attempts_per_student, saved_states=saved_state.continues)
-    replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
-        options.seed, options.num_random_features, settings["problem_number_range"],
-        emit_from=settings["train_from"])
-    rows = saved_state.save(replayed[STATES], replayed[ROWS], settings, fit_settings)
-    fits = rows | "FitPerExercise" >> FitPerExercise(
-        fit_settings, settings.get("baseline_thetas"))
-
-    _ = fits.fitted | "WriteParams" >> WriteSortedJsonLines(
-        output_path(output, "params", "params"), lambda record: record["exercise"])
-    _ = fits[SKIPPED] | "WriteSkipped" >> WriteSortedJsonLines(
-        output_path(output, "skipped_exercises", "skipped_exercises"),
-        lambda record: record["exercise"])
-    components = replayed[COMPONENT_KEYS] | "ComponentRecords" >> ComponentRecords(
-        options.seed, options.num_random_features)
-    _ = components | "WriteComponents" >> WriteSortedJsonLines(
-        output_path(output, "components", "components"), component_sort_key)
-    if options.params_sink == "datastore":
-        _ = ({"params": fits.fitted, "components": components}
-             | "WriteModelVersion" >> WriteModelVersion(
-                 options.datastore_project, options.datastore_namespace,
-                 settings["model_version"], version_header(options, settings),
-                 options.deploy_policy, settings.get("baseline"),
-                 retry=RetrySettings(attempts=options.datastore_write_attempts),
-                 max_batch_size=options.datastore_batch_size)
-             | "WriteDatastoreVersion" >> WriteJsonLines(
-                 output_path(output, "datastore", "model_version")))
-    _ = ((logs[DEAD_LETTER], students[DEAD_LETTER])
-         | "AllDeadLetters" >> beam.Flatten()
-         | "WriteDeadLetter" >> WriteJsonLines(output_path(output, "dead_letter", "dead_letter")))
-    if options.training_rows_output:
-        _ = (replayed[ROWS]
-             | "TrainingRowRecords" >> beam.ParDo(
-                 TrainingRowRecords(options.seed, options.num_random_features))
-             | "WriteTrainingRows" >> WriteJsonLines(
-                 output_path(options.training_rows_output, "training_rows")))
-
-
-def datastore_failure_message(options, settings, error) -> str:
-    """Why the run failed, and that serving was not touched (checked, not assumed)."""
-    cause = str(error).strip().splitlines()
-    cause = next((line for line in reversed(cause) if "DatastoreWriteError" in line),
-                 cause[-1] if cause else type(error).__name__)
-    try:
-        active = repr(Registry(options.datastore_project,
-                               options.datastore_namespace).active_version(deadline=10))
-    except Exception:  # noqa: BLE001 (Datastore may be what failed)
-        active = "unchanged (Datastore could not be read to confirm)"
-    return (f"the run failed, so model version {settings['model_version']!r} was not "
-            f"activated; the active version is {active}. Cause: {cause}")
-
-
-def version_header(options, settings) -> dict:
-    """What the Datastore version entity records besides its counts."""
-    return {"run_id": settings["run_id"], "trained_at": settings["trained_at"],
-            "seed": options.seed, "num_random_features": options.num_random_features,
-            "problem_number_range": options.problem_number_range,
-            "feature_names": feature_names(options.num_random_features),
-            "input": settings["source"].description}
-
-
-class NothingTrained(JobFailed):
-    """The job ran but produced no parameters: a scheduler must see a failure."""
+# The option groups of this command line, in --help order: what --help lists
+# and the job accepts (with the operator options and Beam's own), and the Flex
+# Template's parameters (templates/generate.py).
+ARGUMENTS = (arguments.add_problem_log_arguments, arguments.add_training_arguments,
+             arguments.add_history_arguments, arguments.add_param_store_arguments,
+             add_knowledge_model_arguments)
+# Shown as required by --help (and the template): the pipeline refuses to run without them.
+REQUIRED = (arguments.INPUT_ALTERNATIVES, "--output")
 
 
 def run(argv=None) -> dict:
     """Run the job; returns the run summary (also written to run_summary.json)."""
-    started = time.monotonic()
-    pipeline_options = checked_options(argv)
-    options = pipeline_options.view_as(KnowledgeModelOptions)
-    try:
-        settings = validate(options)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if options.params_sink == "datastore":
-        settings["baseline_thetas"], settings["baseline"] = active_baseline(options, settings)
-    existing = previous_outputs(options)
-    if existing and not options.overwrite:
-        raise UsageError(f"--output {options.output!r} already holds outputs of a run "
-                         f"(e.g. {existing[0]}); pass --overwrite to replace them")
-    replaced = settings["saved_state"].files_to_replace(options.overwrite)
-    if existing or replaced:
-        FileSystems.delete(replaced + existing)
-
-    pipeline = beam.Pipeline(options=pipeline_options)
-    build(pipeline, options, settings)
-    try:
-        if submits_only(pipeline_options):
-            pipeline.run()
-            print(f"Job submitted; it writes the parameters under {options.output}"
-                  f"{' and to Datastore' if options.params_sink == 'datastore' else ''} "
-                  f"(no run_summary.json for a templated launch).")
-            return {}
-        result = run_pipeline(pipeline, pipeline_options, PROGRESS, started=started)
-    except Exception as error:
-        if options.params_sink != "datastore":
-            raise
-        raise JobFailed(datastore_failure_message(options, settings, error)) from error
-
-    summary = summarize(counter_values(result))
-    summary["wall_time_seconds"] = round(time.monotonic() - started, 3)
-    summary["model"] = {
-        "model_version": settings["model_version"],
-        "trained_at": settings["trained_at"],
-        "seed": options.seed,
-        "num_random_features": options.num_random_features,
-        "problem_number_range": list(settings["problem_number_range"]),
-        "feature_names": feature_names(options.num_random_features),
-    }
-    summary["input"] = settings["source"].description
-    summary["outputs"] = {
-        "params": output_path(options.output, "params", "params.jsonl"),
-        "components": output_path(options.output, "components", "components.jsonl"),
-        "skipped_exercises": output_path(options.output, "skipped_exercises",
-                                         "skipped_exercises.jsonl"),
-        "dead_letter": output_path(options.output, "dead_letter", "dead_letter-*.jsonl"),
-        "run_summary": output_path(options.output, RUN_SUMMARY),
-    }
-    params = read_json_lines(summary["outputs"]["params"])
-    summary["evaluation"] = evaluate(params, **settings.get("baseline", {}))
-    if options.params_sink == "datastore":
-        (written,) = read_json_lines(output_path(options.output, "datastore", "*.jsonl"))
-        summary["datastore"] = {
-            "project": options.datastore_project, "namespace": options.datastore_namespace,
-            "model_version": settings["model_version"], "run_id": settings["run_id"],
-            **{key: written[key] for key in ("activated", "deploy_decision", "active_version")}}
-    summary["outputs"].update(settings["saved_state"].outputs())
-    summary.update(settings["saved_state"].summary())
-    if options.training_rows_output:
-        summary["outputs"]["training_rows"] = output_path(
-            options.training_rows_output, "training_rows-*.jsonl")
-    with FileSystems.create(summary["outputs"]["run_summary"]) as handle:
-        handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
-    print(human_summary(summary, options.output))
-    if summary["exercises_fitted"] == 0:
-        raise NothingTrained(
-            f"no exercise was fitted ({summary['dead_lettered_total']} records dead-lettered, "
-            f"{summary['exercises_skipped_total']} exercises skipped); see "
-            f"{summary['outputs']['dead_letter']} and {summary['outputs']['skipped_exercises']}")
-    return summary
+    from pipelines.jobs import train_knowledge_model  # Beam: imported to run only
+    return train_knowledge_model.run(argv)
 
 
 def main(argv=None):
-    command_line("python -m pipelines.train_knowledge_model", __doc__,
-                 (ProblemLogOptions, TrainingOptions, HistoryOptions, ParamStoreOptions,
-                  StateOptions, KnowledgeModelOptions),
-                 run, argv)
+    command_line("python -m pipelines.train_knowledge_model", __doc__, ARGUMENTS, REQUIRED, run,
+                 argv)
 
 
 if __name__ == "__main__":

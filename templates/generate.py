@@ -4,16 +4,18 @@
     python -m templates.generate --check    # exit 1 if a file is stale or missing
     python -m templates.generate --print train_boosted
 
-A pipeline is a module under pipelines/ with a main() that defines its own
-PipelineOptions subclass (train_knowledge_model, train_boosted; a new one, such
-as a monitoring pipeline, is picked up without changes here). Its template
-parameters are exactly the flags of its option classes and their shared bases
-(e.g. ProblemLogOptions), never the generic Beam options:
+A pipeline is a module under pipelines/ with a main() and ARGUMENTS, the
+option groups its command line accepts (train_knowledge_model, train_boosted,
+monitor; a new one is picked up without changes here). Its template
+parameters are exactly the flags of those groups (pipelines.arguments, e.g.
+the shared add_problem_log_arguments), never the operator options (progress,
+log levels) or the generic Beam options:
 
 * name: the flag without "--"; label: the name in words; helpText: the
   argparse help, plus the default when the help does not state it;
-* isOptional: false only for argparse-required flags and REQUIRED below (flags
-  with an empty default that the pipeline's validation insists on);
+* isOptional: false only for argparse-required flags and the single options
+  in the pipeline's REQUIRED (flags with an empty default that its validation
+  insists on, which its --help shows as required);
 * regexes: from the flag's type (TYPE_REGEXES below: the value types of
   pipelines.option_types, e.g. positive_int, and plain int and float),
   choices and boolean actions, or from REGEXES below for values with a format
@@ -33,20 +35,17 @@ generates; run the first command above and commit the result.
 
 import argparse
 import importlib
-import inspect
 import json
 import os
 import pkgutil
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/generate.py
     sys.path.insert(0, str(ROOT))
-
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from models.problem_log import FIELDS  # noqa: E402
 from models.sparse_features import TEMPLATES as FEATURE_TEMPLATES  # noqa: E402
@@ -122,9 +121,6 @@ TYPE_REGEXES = {
     non_negative_float: NON_NEGATIVE_FLOAT,
     positive_float: POSITIVE_FLOAT,
 }
-# Empty by default, but the pipelines refuse to run without them.
-REQUIRED = {"output", "params"}
-
 LABEL_WORDS = {"bq": "BigQuery", "l1": "L1", "l2": "L2", "id": "ID"}
 LABELS = {
     "input": "ProblemLogs input",
@@ -150,46 +146,29 @@ class MetadataError(ValueError):
 
 def pipeline_modules() -> Dict[str, object]:
     """Every entry point under pipelines/ that runs on Beam: a module with a
-    main() that defines its own PipelineOptions subclass. name -> module."""
+    main() and ARGUMENTS. name -> module."""
     import pipelines
     found = {}
     for info in sorted(pkgutil.iter_modules(pipelines.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"pipelines.{info.name}")
-        if callable(getattr(module, "main", None)) and own_options_classes(module):
+        if callable(getattr(module, "main", None)) and hasattr(module, "ARGUMENTS"):
             found[info.name] = module
     return found
 
 
-def own_options_classes(module) -> List[type]:
-    """PipelineOptions subclasses defined in `module` itself."""
-    return [value for _, value in inspect.getmembers(module, inspect.isclass)
-            if issubclass(value, PipelineOptions) and value is not PipelineOptions
-            and value.__module__ == module.__name__]
-
-
-def options_classes(module) -> List[type]:
-    """The option classes whose flags a pipeline defines: its own classes and
-    their PipelineOptions bases (shared ones first, in method resolution
-    order), each once; generic Beam options are not among them."""
-    ordered = []
-    for own in own_options_classes(module):
-        for cls in own.__mro__[1:] + (own,):
-            if (isinstance(cls, type) and issubclass(cls, PipelineOptions)
-                    and cls is not PipelineOptions and "_add_argparse_args" in vars(cls)
-                    and cls not in ordered):
-                ordered.append(cls)
-    return ordered
-
-
-def options_parser(classes) -> argparse.ArgumentParser:
-    """A parser holding only the flags of `classes`. Beam's extension point
-    for options is the _add_argparse_args hook each class overrides; calling
-    it is the only way to get one class's flags without every other
-    registered class's (PipelineOptions.get_all_options registers all)."""
+def options_parser(module) -> argparse.ArgumentParser:
+    """A parser holding only the pipeline's own flags: those its ARGUMENTS
+    (add_<group>_arguments functions) add."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for cls in classes:
-        cls._add_argparse_args(parser)
+    for add_arguments in module.ARGUMENTS:
+        add_arguments(parser)
     return parser
+
+
+def required_names(module) -> Set[str]:
+    """The flags, without "--", that the pipeline refuses to run without
+    (its REQUIRED but for alternatives, which a template cannot express)."""
+    return {item[2:] for item in module.REQUIRED if isinstance(item, str)}
 
 
 # --------------------------------------------------------------------------
@@ -271,20 +250,20 @@ def int_range_regex(low: int, high: int) -> str:
     return f"^({'|'.join(parts)})$"
 
 
-def parameter(action: argparse.Action) -> dict:
+def parameter(action: argparse.Action, required: Set[str] = frozenset()) -> dict:
     name = action.dest
     return {
         "name": name,
         "label": label(name),
         "helpText": help_text(action),
-        "isOptional": not (action.required or name in REQUIRED),
+        "isOptional": not (action.required or name in required),
         "regexes": regexes(name, action),
     }
 
 
 def option_actions(module) -> List[argparse.Action]:
-    """The pipeline's own flags, in definition order (shared classes first)."""
-    parser = options_parser(options_classes(module))
+    """The pipeline's own flags, in definition order (shared groups first)."""
+    parser = options_parser(module)
     # argparse has no public accessor for a parser's actions.
     return [action for action in parser._actions
             if action.option_strings and action.dest != "help"]
@@ -299,7 +278,8 @@ def metadata(name: str, module) -> dict:
     return {
         "name": NAMES.get(name, label(name)),
         "description": description(module),
-        "parameters": [parameter(action) for action in option_actions(module)],
+        "parameters": [parameter(action, required_names(module))
+                       for action in option_actions(module)],
     }
 
 

@@ -14,7 +14,7 @@ import fastavro
 import pytest
 
 from pipelines import generate_sample
-from pipelines.options import UsageError
+from pipelines.cli import UsageError
 from pipelines.train_knowledge_model import run
 from tests.jsonl import read_jsonl
 from transforms.read_bigquery import windowed_query
@@ -128,7 +128,7 @@ def test_a_table_read_asks_only_for_problem_log_columns(bigquery, table):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines.input_source import problem_log_source
-    from pipelines.train_knowledge_model import KnowledgeModelOptions
+    from pipelines.jobs.train_knowledge_model import KnowledgeModelOptions
     options = PipelineOptions(["--input", table, "--window_days", "14", "--run_date",
                                "2026-02-15", "--column_mapping", "user=student_id"])
     read = problem_log_source(options.view_as(KnowledgeModelOptions)).read

@@ -46,8 +46,10 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.runner import PipelineState
 
-from pipelines import generate_sample, train_boosted, train_knowledge_model
+from pipelines import generate_sample, train_knowledge_model
 from pipelines.flex_template import flex_template_argv
+from pipelines.jobs import train_boosted as boosted_job
+from pipelines.jobs import train_knowledge_model as knowledge_model_job
 from tests.local_server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,7 +285,8 @@ def assert_package_holds_the_project(sdist: bytes) -> None:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
         assert "setup.py" in names and "PKG-INFO" in names
         for package in ("models", "transforms", "pipelines"):
-            modules = {f"{package}/{path.name}" for path in (ROOT / package).glob("*.py")}
+            modules = {path.relative_to(ROOT).as_posix()
+                       for path in (ROOT / package).rglob("*.py")}
             assert f"{package}/__init__.py" in modules
             missing = modules - names
             assert not missing, f"the staged package lacks {sorted(missing)}"
@@ -300,10 +303,10 @@ def test_knowledge_model_dry_run_graph(gcs, logs):
     output = f"gs://{BUCKET}/out/dry"
     pipeline_options = PipelineOptions(
         dataflow_argv("dry-km") + ["--input", logs, "--output", output])
-    options = pipeline_options.view_as(train_knowledge_model.KnowledgeModelOptions)
-    settings = train_knowledge_model.validate(options)
+    options = pipeline_options.view_as(knowledge_model_job.KnowledgeModelOptions)
+    settings = knowledge_model_job.validate(options)
     pipeline = beam.Pipeline(options=pipeline_options)
-    train_knowledge_model.build(pipeline, options, settings)
+    knowledge_model_job.build(pipeline, options, settings)
     result = pipeline.run()
 
     assert result.state == PipelineState.DONE
@@ -329,12 +332,12 @@ def test_boosted_store_build_dry_run_graph(gcs, logs, monkeypatch):
     """train_boosted's first pipeline (the columnar store), through its own
     build_store(); its counters do not exist in a dry run, so they read 0."""
     results = []
-    monkeypatch.setattr(train_boosted, "counter_values",
+    monkeypatch.setattr(boosted_job, "counter_values",
                         lambda result: results.append(result) or {})
     store = f"gs://{BUCKET}/out/boosted/store"
     argv = dataflow_argv("dry-boosted") + ["--input", logs, "--output", f"gs://{BUCKET}/out/b"]
-    options = PipelineOptions(argv).view_as(train_boosted.BoostedOptions)
-    counts = train_boosted.build_store(argv, options, store)
+    options = PipelineOptions(argv).view_as(boosted_job.BoostedOptions)
+    counts = boosted_job.build_store(argv, options, store)
 
     assert counts["records_read"] == 0 and results
     proto = results[0].job.proto_pipeline
@@ -356,9 +359,9 @@ def test_knowledge_model_stages_and_submits(gcs, logs, dataflow_api):
             + ["--dataflow_endpoint", dataflow_api.endpoint, "--job_name", job_name,
                "--input", logs, "--output", output])
     pipeline_options = PipelineOptions(argv)
-    options = pipeline_options.view_as(train_knowledge_model.KnowledgeModelOptions)
+    options = pipeline_options.view_as(knowledge_model_job.KnowledgeModelOptions)
     pipeline = beam.Pipeline(options=pipeline_options)
-    train_knowledge_model.build(pipeline, options, train_knowledge_model.validate(options))
+    knowledge_model_job.build(pipeline, options, knowledge_model_job.validate(options))
     result = pipeline.run()  # not waited on: the fake job is never run
     assert result.job_id() == FAKE_JOB_ID
 
@@ -419,7 +422,7 @@ def flex_launch(gcs, logs):
     with deadline(TEST_TIMEOUT_S, "the Flex Template launch"), \
             contextlib.redirect_stdout(io.StringIO()):
         try:
-            train_knowledge_model.main(flex_template_argv(argv))
+            train_knowledge_model.main(flex_template_argv(argv, train_knowledge_model.ARGUMENTS))
         except (Exception, SystemExit) as error:  # noqa: BLE001 (the outcome is asserted)
             outcome.error = error
         finally:

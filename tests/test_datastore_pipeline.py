@@ -13,7 +13,7 @@ from google.api_core import exceptions
 from models import param_store, serving
 from models.problem_log import format_timestamp
 from pipelines import generate_sample, model_registry
-from pipelines.options import JobFailed, UsageError
+from pipelines.cli import JobFailed, UsageError
 from pipelines.train_knowledge_model import run
 from tests.datastore_emulator import DatastoreEmulator
 from tests.jsonl import read_jsonl

@@ -26,7 +26,7 @@ import pytest
 
 from models.knowledge_state import random_component
 from pipelines import monitor, train_boosted
-from pipelines.options import JobFailed
+from pipelines.cli import JobFailed
 from pipelines.train_knowledge_model import run as train
 from tests import hostile_files as hf
 from transforms.columnar_store import read_vocabulary

@@ -15,8 +15,10 @@ import subprocess
 import sys
 
 import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines import monitor, train_boosted, train_knowledge_model
+from pipelines.options import checked_options
 from tests import hostile_files as hf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,6 +99,66 @@ def test_option_with_dashes_instead_of_underscores_is_refused(inputs, tmp_path, 
     assert exited.value.code == 2, stderr[-3000:]
     assert names_option(stderr, "--min-samples") and "--min_samples" in stderr, stderr[-3000:]
     assert files_under(output) == []
+
+
+# --------------------------------------------------------------------------- other entry points
+
+FOREIGN = [
+    # Training options (TrainingOptions): the monitor trains nothing.
+    ("monitor", ["--seed", "3"], "error: unknown option --seed"),
+    ("monitor", ["--holdout_fraction", "0.2"], "error: unknown option --holdout_fraction"),
+    ("monitor", ["--overwrite"], "error: unknown option --overwrite"),
+    # train_boosted's own options.
+    ("train_knowledge_model", ["--store", "store/"], "error: unknown option --store"),
+    ("train_knowledge_model", ["--loss", "exponential"], "error: unknown option --loss"),
+    ("train_knowledge_model", ["--iterations", "5"],
+     "error: unknown option --iterations (did you mean --max_iterations?)"),
+    # train_knowledge_model's own options (train_boosted fits its knowledge
+    # model with the defaults), and the history and monitoring ones.
+    ("train_boosted", ["--num_random_features", "50"],
+     "error: unknown option --num_random_features"),
+    ("train_boosted", ["--l2=10"], "error: unknown option --l2 (did you mean --l1?)"),
+    ("train_boosted", ["--history_days", "7"], "error: unknown option --history_days"),
+    ("train_boosted", ["--params", "out/"], "error: unknown option --params"),
+]
+
+
+@pytest.mark.parametrize("module, foreign, message", FOREIGN,
+                         ids=[f"{module}{foreign[0]}" for module, foreign, _ in FOREIGN])
+def test_an_option_of_another_entry_point_is_refused(module, foreign, message, inputs, model,
+                                                     tmp_path, capsys):
+    """Beam parses every PipelineOptions class of the process together, so
+    another entry point's option used to be taken and ignored. Here all three
+    entry points are imported in-process (all their classes registered): the
+    option is refused before anything runs, exit 2, one line."""
+    valid = {"train_knowledge_model": ["--input", inputs["good"], *COMMON],
+             "train_boosted": ["--input", inputs["good"]],
+             "monitor": ["--input", inputs["good"], "--params", model]}[module]
+    main = {"train_knowledge_model": train_knowledge_model.main,
+            "train_boosted": train_boosted.main, "monitor": monitor.main}[module]
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as exited:
+        main([*valid, *foreign, "--output", str(output)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert files_under(output) == []
+
+
+@pytest.mark.parametrize("module", [train_knowledge_model, train_boosted, monitor])
+def test_beam_options_are_accepted_by_every_entry_point(module):
+    """Beam's own runner, worker and Google Cloud options, and the operator options."""
+    argv = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+            "--temp_location", "gs://bucket/tmp", "--sdk_container_image", "image:tag",
+            "--save_main_session", "--direct_num_workers=2", "--progress", "never"]
+    options = checked_options(argv, module.ARGUMENTS)
+    assert options.view_as(GoogleCloudOptions).project == "my-project"
+
+
+def test_the_monitor_refuses_a_training_option_from_the_shell(inputs, tmp_path):
+    """The same through `python -m`, where only the monitor's job is imported."""
+    result = cli("monitor", "--input", inputs["good"], "--params", "p", "--seed", "3",
+                 "--output", str(tmp_path / "out"))
+    assert (result.returncode, result.stderr) == (2, "error: unknown option --seed\n")
 
 
 # --------------------------------------------------------------------------- schema check

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from models.knowledge_state import (
-    BASE_FEATURE_NAMES, DEFAULT_NUM_RANDOM_FEATURES, NUM_BASE_FEATURES, WINDOW,
+    BASE_FEATURE_NAMES, NUM_BASE_FEATURES, WINDOW,
     ComponentCache, ExerciseState, KnowledgeState, TrainingRows, feature_names,
     random_component, reference_replay, replay_students, sessionize,
     sessionize_with_conflicts)
 from models.problem_log import ProblemLog
+from models.settings import DEFAULT_NUM_RANDOM_FEATURES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T0 = 1_704_164_645_000_000  # 2024-01-02T03:04:05Z in microseconds

@@ -11,12 +11,16 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.cloud import dataflow_v1beta3
 
-from pipelines import launch
+from pipelines import launch, monitor
 from pipelines.flex_template import ArgumentError, flex_template_argv
+from pipelines.jobs.train_knowledge_model import KnowledgeModelOptions
 from pipelines.options import date_window
-from pipelines.train_knowledge_model import KnowledgeModelOptions
+from pipelines.train_knowledge_model import ARGUMENTS
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every field of FlexTemplateRuntimeEnvironment as the REST body spells it.
+ENVIRONMENT_FIELDS = frozenset(field.json_name for field in
+                               dataflow_v1beta3.FlexTemplateRuntimeEnvironment.pb().DESCRIPTOR.fields)
 PROJECT, REGION, BUCKET = "my-project", "us-central1", "my-project-knowledge-model"
 # The nightly job of scheduler/knowledge_model_nightly.json (placeholder
 # project); regenerate that file with:
@@ -74,7 +78,7 @@ def test_body_structure(body):
                         parameter["containerSpecGcsPath"])
     assert all(isinstance(value, str) for value in parameter["parameters"].values())
     environment = parameter["environment"]
-    assert set(environment) <= launch.ENVIRONMENT_FIELDS
+    assert set(environment) <= ENVIRONMENT_FIELDS
     assert environment == {
         "serviceAccountEmail": f"knowledge-model-worker@{PROJECT}.iam.gserviceaccount.com",
         "tempLocation": f"gs://{BUCKET}/tmp", "stagingLocation": f"gs://{BUCKET}/staging",
@@ -105,7 +109,7 @@ def test_the_pipeline_reads_the_days_before_each_launch(body):
     argv = [f"--{name}={value}" for name, value in body["launchParameter"]["parameters"].items()]
     with pytest.raises(SystemExit):  # why the argv must be rewritten first
         PipelineOptions(argv).view_as(KnowledgeModelOptions)
-    options = PipelineOptions(flex_template_argv(argv)).view_as(KnowledgeModelOptions)
+    options = PipelineOptions(flex_template_argv(argv, ARGUMENTS)).view_as(KnowledgeModelOptions)
     assert options.overwrite is True and options.window_days == 30
     assert options.run_date == "" and options.model_version == ""
     for today in (datetime.date(2026, 11, 23), datetime.date(2027, 3, 1)):
@@ -113,16 +117,20 @@ def test_the_pipeline_reads_the_days_before_each_launch(body):
 
 
 def test_flex_template_argv():
-    assert flex_template_argv(
-        ["--overwrite=true", "--output=gs://b/o", "--window_days=1"]) == [
+    def rewritten(argv):
+        return flex_template_argv(argv, ARGUMENTS)
+
+    assert rewritten(["--overwrite=true", "--output=gs://b/o", "--window_days=1"]) == [
         "--overwrite", "--output=gs://b/o", "--window_days=1"]
-    assert flex_template_argv(["--overwrite=false", "--seed=1"]) == ["--seed=1"]
-    assert flex_template_argv(["--overwrite", "TRUE", "--x"]) == ["--overwrite", "--x"]
-    assert flex_template_argv(["--overwrite"]) == ["--overwrite"]
+    assert rewritten(["--overwrite=false", "--seed=1"]) == ["--seed=1"]
+    assert rewritten(["--overwrite", "TRUE", "--x"]) == ["--overwrite", "--x"]
+    assert rewritten(["--overwrite"]) == ["--overwrite"]
     # Beam's own flags, whatever the launcher passes for them.
-    assert flex_template_argv(["--save_main_session=true"]) == ["--save_main_session"]
+    assert rewritten(["--save_main_session=true"]) == ["--save_main_session"]
     with pytest.raises(ArgumentError, match="--overwrite takes true or false"):
-        flex_template_argv(["--overwrite=yes"])
+        rewritten(["--overwrite=yes"])
+    # A flag of another entry point is not rewritten (the pipeline refuses it).
+    assert flex_template_argv(["--overwrite=true"], monitor.ARGUMENTS) == ["--overwrite=true"]
 
 
 def test_job_name_is_fixed_unless_asked(body):

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from models import regressions, serving
 from models.monitoring import ALL_EXERCISES, NUM_SCORE_BINS, accumulate, metrics_record
 from pipelines import generate_sample, monitor
-from pipelines.options import UsageError
+from pipelines.cli import UsageError
 from pipelines.train_knowledge_model import run as train
 from tests.jsonl import read_jsonl
 from tests.sample_logs import histories

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-# Importing the pipelines registers their options with Beam.
-from pipelines import monitor, train_boosted, train_knowledge_model  # noqa: F401
+from pipelines import monitor, train_boosted, train_knowledge_model
+from pipelines.cli import UsageError
+from pipelines.jobs.train_knowledge_model import KnowledgeModelOptions
 from pipelines.option_types import (IntBetween, fraction_in_0_1, non_negative_float,
                                     non_negative_int, positive_float, positive_int)
-from pipelines.options import UsageError, checked_options
+from pipelines.options import checked_options
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,28 +67,32 @@ def test_argparse_names_the_option():
         parser.parse_args(["--min_samples", "0"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--min_samples", "0"], "--min_samples: must be at least 1, got 0"),
-    (["--min_samples=ten"], "--min_samples: 'ten' is not an integer"),
-    (["--holdout_fraction", "1.5"], r"--holdout_fraction: must be in \[0, 1\), got 1.5"),
-    (["--l2", "-1"], "--l2: must be >= 0, got -1"),
-    (["--datastore_batch_size", "501"], r"--datastore_batch_size: must be in 1\.\.500"),
-    (["--window_days", "-1"], "--window_days: must be >= 0"),
-    (["--history_days", "-3"], "--history_days: must be >= 0"),
-    (["--seed", "-1"], "--seed: must be >= 0"),
-    (["--trailing_days", "-1"], "--trailing_days: must be >= 0"),
-    (["--iterations", "0"], "--iterations: must be at least 1"),
-    (["--initial_step", "0"], "--initial_step: must be > 0"),
-    (["--min_samples"], "--min_samples: expected one argument"),
+@pytest.mark.parametrize("entry_point, argv, message", [
+    (train_knowledge_model, ["--min_samples", "0"], "--min_samples: must be at least 1, got 0"),
+    (train_knowledge_model, ["--min_samples=ten"], "--min_samples: 'ten' is not an integer"),
+    (train_knowledge_model, ["--holdout_fraction", "1.5"],
+     r"--holdout_fraction: must be in \[0, 1\), got 1.5"),
+    (train_knowledge_model, ["--l2", "-1"], "--l2: must be >= 0, got -1"),
+    (train_knowledge_model, ["--datastore_batch_size", "501"],
+     r"--datastore_batch_size: must be in 1\.\.500"),
+    (train_knowledge_model, ["--window_days", "-1"], "--window_days: must be >= 0"),
+    (train_knowledge_model, ["--history_days", "-3"], "--history_days: must be >= 0"),
+    (train_knowledge_model, ["--seed", "-1"], "--seed: must be >= 0"),
+    (monitor, ["--trailing_days", "-1"], "--trailing_days: must be >= 0"),
+    (train_boosted, ["--iterations", "0"], "--iterations: must be at least 1"),
+    (train_boosted, ["--initial_step", "0"], "--initial_step: must be > 0"),
+    (train_knowledge_model, ["--min_samples"], "--min_samples: expected one argument"),
+    (monitor, ["--progress", "sometimes"], "--progress: invalid choice"),
 ])
-def test_checked_options_refuse_bad_values_naming_the_option(argv, message):
+def test_checked_options_refuse_bad_values_naming_the_option(entry_point, argv, message):
     with pytest.raises(UsageError, match=f"^{message}"):
-        checked_options(["--output", "out"] + argv)
+        checked_options(["--output", "out"] + argv, entry_point.ARGUMENTS)
 
 
 def test_checked_options_parse_good_values():
-    options = checked_options(["--min_samples", "5", "--holdout_fraction", "0.2"])
-    view = options.view_as(train_knowledge_model.KnowledgeModelOptions)
+    options = checked_options(["--min_samples", "5", "--holdout_fraction", "0.2"],
+                              train_knowledge_model.ARGUMENTS)
+    view = options.view_as(KnowledgeModelOptions)
     assert (view.min_samples, view.holdout_fraction) == (5, 0.2)
 
 

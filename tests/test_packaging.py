@@ -51,7 +51,8 @@ PACKAGE_DATA = ("dashboard/templates/dashboard.html", "dashboard/templates/dashb
                 "dashboard/templates/dashboard.js")
 DISTRIBUTION = "knowledge-model-pipelines"
 IMPORTS = ("pipelines.train_knowledge_model", "pipelines.train_boosted", "pipelines.monitor",
-           "transforms.read", "models.knowledge_state", "dashboard")
+           "pipelines.jobs.train_knowledge_model", "pipelines.jobs.train_boosted",
+           "pipelines.jobs.monitor", "transforms.read", "models.knowledge_state", "dashboard")
 FORBIDDEN_IN_SDIST = ("tests/", "benchmarks/", ".venv/", ".git/", "sample_data/", "container/")
 
 

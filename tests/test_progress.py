@@ -16,7 +16,7 @@ from apache_beam.metrics.metricbase import MetricName
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import generate_sample, progress
-from pipelines.options import configure_logging, operator_settings, UsageError
+from pipelines.cli import configure_logging, operator_settings, UsageError
 from pipelines.train_knowledge_model import run as train
 from transforms import progress as live
 from transforms.read import METRICS_NAMESPACE

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipelines import generate_sample
-from pipelines.options import UsageError
+from pipelines.cli import UsageError
 from pipelines.train_knowledge_model import run
 from tests.jsonl import read_jsonl
 

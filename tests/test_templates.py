@@ -3,6 +3,7 @@ options, and is what templates/generate.py produces from them now."""
 
 import argparse
 import difflib
+import importlib
 import json
 import re
 
@@ -30,6 +31,20 @@ OUT_OF_RANGE = {
 NUMBERS = ["0", "1", "2", "7", "10", "30", "99", "100", "499", "500", "501", "1000", "100000",
            "-1", "-7", "0.0", "0.5", "0.25", ".5", "1.0", "1.5", "2.5", "30.0", "1e-3", "1e3",
            "-0.5", "ten", "1,5", "nan", "inf", "1_000", "", " "]
+
+
+def job(name):
+    """The pipeline's Beam job module (pipelines.jobs)."""
+    return importlib.import_module(f"pipelines.jobs.{name}")
+
+
+def options_class(name):
+    """The PipelineOptions class the pipeline's Beam job views its options
+    as (its job module's own)."""
+    (cls,) = [value for value in vars(job(name)).values()
+              if isinstance(value, type) and issubclass(value, PipelineOptions)
+              and value.__module__ == job(name).__name__]
+    return cls
 
 
 def load(name):
@@ -126,9 +141,10 @@ def test_parameters_are_exactly_the_pipeline_options(name):
     assert not missing and not extra, (
         f"options without a template parameter: {sorted(missing)}; parameters that are "
         f"no option: {sorted(extra)}; regenerate with `{generate.REGENERATE}`")
-    # Each parameter is a flag Beam parses into the pipeline's options.
-    parsed = PipelineOptions([]).get_all_options()
-    assert set(declared) <= set(parsed)
+    # Each parameter is an option of the view the pipeline's job reads, and
+    # the view has no other.
+    view = PipelineOptions([]).view_as(options_class(name))
+    assert set(dir(view)) - set(dir(PipelineOptions([]))) == set(declared)
 
 
 def _beam_option_names():
@@ -154,15 +170,15 @@ def _complete_argv(module, leave_out):
     values = {"output": "gs://bucket/out", "params": "gs://bucket/params"}
     return [f"--{required}={values[required]}"
             for required, action in actions(module).items()
-            if (action.required or required in generate.REQUIRED) and required != leave_out]
+            if (action.required or required in generate.required_names(module))
+            and required != leave_out]
 
 
-def _validate(module, argv):
+def _validate(name, argv):
     """The pipeline's own check of its command line, without running it."""
-    if hasattr(module, "validate"):
-        classes = generate.own_options_classes(module)
-        return module.validate(PipelineOptions(argv).view_as(classes[0]))
-    return module.run(argv)  # train_boosted checks its options first thing
+    if hasattr(job(name), "validate"):
+        return job(name).validate(PipelineOptions(argv).view_as(options_class(name)))
+    return job(name).run(argv)  # train_boosted checks its options first thing
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
@@ -172,7 +188,7 @@ def test_required_parameters_are_the_ones_the_pipeline_requires(name):
     assert "output" in required
     for parameter in required:
         with pytest.raises(ValueError, match=f"--{parameter}"):
-            _validate(module, _complete_argv(module, leave_out=parameter))
+            _validate(name, _complete_argv(module, leave_out=parameter))
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
@@ -240,13 +256,13 @@ def test_boosted_list_parameters():
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_boolean_parameters_work_the_way_the_launcher_passes_them(name):
     """Flex Templates pass --name=true; after flex_template_argv Beam parses it."""
-    classes = generate.own_options_classes(PIPELINES[name])
     for parameter in load(name)["parameters"]:
         if parameter["regexes"] != [generate.BOOLEAN]:
             continue
         for value, expected in (("true", True), ("false", False)):
-            argv = flex_template_argv([f"--{parameter['name']}={value}"])
-            options = PipelineOptions(argv).view_as(classes[0])
+            argv = flex_template_argv([f"--{parameter['name']}={value}"],
+                                      PIPELINES[name].ARGUMENTS)
+            options = PipelineOptions(argv).view_as(options_class(name))
             assert getattr(options, parameter["name"]) is expected
 
 

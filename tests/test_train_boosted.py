@@ -157,7 +157,7 @@ def test_training_reads_only_the_requested_templates(trained, tmp_path):
 
 
 def test_bad_templates_are_a_clear_error(trained, tmp_path):
-    from pipelines.options import UsageError
+    from pipelines.cli import UsageError
     with pytest.raises(UsageError, match="--templates"):
         run(["--store", trained.store, "--output", str(tmp_path), "--templates", "nope"])
     with pytest.raises(UsageError, match="--l1"):

@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from models.log_batch import LogBatch
-from models.problem_log import (FIELDS, FUTURE_ALLOWANCE_MICROS, InvalidProblemLog,
+from models.problem_log import (FIELDS, FORMATS, FUTURE_ALLOWANCE_MICROS, InvalidProblemLog,
                                 ProblemLogParser, now_micros)
 from transforms import progress
 from transforms.arrow_validation import ArrowRows, row_dicts, validate_table
@@ -29,7 +29,6 @@ from transforms.file_formats import RECORD_READERS, ReadStats, Unparsable, Unrea
 METRICS_NAMESPACE = "knowledge_model"
 # Records read between two live progress updates (transforms.progress).
 PROGRESS_EVERY = 4096
-FORMATS = ("avro", "json", "csv", "parquet")
 _EXTENSIONS = {".avro": "avro", ".json": "json", ".jsonl": "json", ".ndjson": "json",
                ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 VALID, DEAD_LETTER = "valid", "dead_letter"
