@@ -17,9 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 from models.knowledge_state import WINDOW
 from models.student_state import CONTRACT_VERSION
 from pipelines.cli import UsageError
-from transforms.fit import SampleRowsPerExercise
-from transforms.rows_store import (DONE, ReadRowsPartitions, WriteRowsPartition, partition_files,
-                                   read_done)
+from transforms.rows_store import (DONE, ReadRowsPartitions, SampleRowsByDay, WriteRowsPartition,
+                                   partition_files, read_done)
 from transforms.student_state import (HEADER, SHARD_PATTERN, ReadStudentStates,
                                       WriteStudentStates, read_header, snapshot_files)
 
@@ -201,9 +200,10 @@ class SavedState:
                                                     self.read_window[1]))
         if not self.plan.rows_output:
             return rows
-        own = rows | "SampleOwnRows" >> SampleRowsPerExercise(fit_settings.max_samples,
-                                                              fit_settings.seed)
-        _ = ({"samples": own, "rows": rows, "after": header}
+        daily = rows | "SampleOwnRows" >> SampleRowsByDay(fit_settings.max_samples,
+                                                          fit_settings.seed)
+        own = daily | "ByExercise" >> beam.MapTuple(lambda key, sample: (key[0], sample))
+        _ = ({"samples": daily, "after": header}
              | "WriteRowsPartition" >> WriteRowsPartition(
                  self.plan.rows_output, {"seed": options.seed,
                                          "num_random_features": options.num_random_features,

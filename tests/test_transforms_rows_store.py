@@ -12,9 +12,8 @@ from apache_beam.testing.util import assert_that
 
 from models.knowledge_state import NUM_BASE_FEATURES, ComponentCache, TrainingRows
 from tests.test_transforms_fit import DIM, SEED, T, make_rows
-from transforms.fit import SampleRowsPerExercise
-from transforms.rows_store import (ReadRowsPartitions, WriteRowsPartition, partition_files,
-                                   read_done)
+from transforms.rows_store import (ReadRowsPartitions, SampleRowsByDay, WriteRowsPartition,
+                                   partition_files, read_done)
 
 DAY = 86_400 * 10**6
 
@@ -38,8 +37,8 @@ def test_a_partition_reads_back_the_rows_and_counts_of_the_window(tmp_path):
     directory = str(tmp_path / "partition")
     with TestPipeline() as pipeline:
         rows = pipeline | beam.Create(blocks)
-        samples = rows | SampleRowsPerExercise(max_samples=1000, seed=SEED)
-        _ = ({"samples": samples, "rows": rows, "after": samples}
+        samples = rows | SampleRowsByDay(max_samples=1000, seed=SEED)
+        _ = ({"samples": samples, "after": samples}
              | WriteRowsPartition(directory, {"seed": SEED}))
     done = read_done(directory)
     assert done["rows_seen"] == 54 and done["seed"] == SEED

@@ -8,10 +8,9 @@ features and the keys of r's components; rows_table), a
 `counts.parquet` of rows seen per (exercise, day of time_done), and
 `DONE.json` last. A later run reads the finished partitions of its window,
 keeps the rows and counts of days inside it, and merges them with its own
-rows: the bottom-k of samples is the bottom-k of all their rows, so the fit
-sees the sample one run over the whole window would draw (at the window's
-first day, a partition that also holds earlier days can give fewer rows
-than --max_samples_per_exercise: still a uniform sample).
+rows: the bottom-k of samples is the bottom-k of all their rows, and the
+samples are drawn per day, so the fit sees the sample one run over the
+whole window would draw, whichever days the window keeps.
 """
 
 import datetime
@@ -26,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows
+from transforms.fit import SampleRowsPerExercise
 from transforms.read import METRICS_NAMESPACE
 
 DONE = "DONE.json"
@@ -42,14 +42,29 @@ def _shard(exercise: str) -> int:
     return zlib.crc32(exercise.encode("utf-8", "surrogatepass")) % _SHARDS
 
 
-class _CountDays(beam.DoFn):
-    """(exercise, TrainingRows) -> ((exercise, day number), rows)."""
+class _ByDay(beam.DoFn):
+    """(exercise, TrainingRows) -> ((exercise, day number), its rows of the day)."""
 
     def process(self, block):
         exercise, rows = block
-        days, counts = np.unique(_day(rows.time_done), return_counts=True)
-        for day, count in zip(days.tolist(), counts.tolist()):
-            yield (exercise, day), count
+        days = _day(rows.time_done)
+        for day in np.unique(days).tolist():
+            yield (exercise, day), rows.take(days == day)
+
+
+class SampleRowsByDay(beam.PTransform):
+    """(exercise, TrainingRows) -> ((exercise, day), (bottom-k sample, rows
+    seen)): a sample per day, so that a later run that keeps only some days
+    still has the exact sample of those days."""
+
+    def __init__(self, max_samples: int, seed: int):
+        super().__init__()
+        self.max_samples, self.seed = max_samples, seed
+
+    def expand(self, blocks):
+        return (blocks
+                | "ByDay" >> beam.ParDo(_ByDay())
+                | "SampleDays" >> SampleRowsPerExercise(self.max_samples, self.seed))
 
 
 class _WriteShard(beam.DoFn):
@@ -58,7 +73,7 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element):
         shard, samples = element
-        samples = sorted(samples, key=lambda sample: sample[0])
+        samples = sorted(samples, key=lambda sample: sample[0])  # by (exercise, day)
         table = rows_table(TrainingRows.concatenate([rows for _, (rows, _) in samples]))
         name = f"rows-{shard:05d}.parquet"
         with FileSystems.create(FileSystems.join(self.directory, name)) as handle:
@@ -70,8 +85,14 @@ def rows_table(rows: TrainingRows):
     """TrainingRows as a Table with r as stored in memory: the keys of the
     row's components (Parquet dictionary-encodes them: a few bytes each) or,
     for rows of long histories, the D floats. x would take D + 7 floats a row."""
-    keys = np.array(rows.component_keys + (("", "", False),), dtype=object)
+    keys = rows.component_keys or (("", "", False),)
     ids = rows.update_ids
+
+    def key_part(part):
+        names, codes = np.unique(np.array([key[part] for key in keys], dtype=object),
+                                 return_inverse=True)
+        return pa.DictionaryArray.from_arrays(pa.array(codes.reshape(-1)[ids], pa.int32()),
+                                              pa.array(names.tolist(), pa.string()))
     dense = np.full(len(rows), -1, dtype=np.int64)
     dense[rows.dense_rows] = np.arange(len(rows.dense_rows))
     dense_lengths = np.where(dense >= 0, rows.dense_r.shape[1] if len(rows.dense_rows) else 0, 0)
@@ -81,8 +102,8 @@ def rows_table(rows: TrainingRows):
         return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)),
                                         values)
     return pa.table({
-        "exercise": pa.array(rows.exercise.tolist(), pa.string()),
-        "user": pa.array(rows.user.tolist(), pa.string()),
+        "exercise": pa.array(rows.exercise, pa.string()),
+        "user": pa.array(rows.user, pa.string()),
         "user_hash": pa.array(rows.user_hash, pa.uint64()),
         "time_done": pa.array(rows.time_done, pa.int64()),
         "problem_number": pa.array(rows.problem_number, pa.int64()),
@@ -90,9 +111,8 @@ def rows_table(rows: TrainingRows):
         "base": pa.FixedSizeListArray.from_arrays(pa.array(rows.base.reshape(-1)),
                                                   NUM_BASE_FEATURES),
         "updates": ragged(np.diff(rows.update_indptr), pa.StructArray.from_arrays(
-            [pa.array(keys[ids, 0].tolist(), pa.string()),
-             pa.array(keys[ids, 1].tolist(), pa.string()),
-             pa.array(keys[ids, 2].astype(bool), pa.bool_())],
+            [key_part(0), key_part(1),
+             pa.array(np.array([key[2] for key in keys], dtype=bool)[ids], pa.bool_())],
             names=["exercise", "problem_type", "correct"])),
         "dense_r": ragged(dense_lengths, pa.array(dense_values, pa.float64()))})
 
@@ -106,25 +126,30 @@ def rows_from_table(table) -> TrainingRows:
         return chunks[0]
     updates = column("updates")
     offsets = updates.offsets.to_numpy().astype(np.int64)
-    exercise, problem_type, correct = updates.flatten().flatten()
-    triples = list(zip(exercise.to_pylist(), problem_type.to_pylist(), correct.to_pylist()))
-    index = {}
-    ids = np.fromiter((index.setdefault(key, len(index)) for key in triples), np.int32,
-                      len(triples))
+    exercise, problem_type, correct = (part.dictionary_encode() if part.type != pa.bool_()
+                                       else part for part in updates.flatten().flatten())
+    types = len(problem_type.dictionary)
+    codes = ((exercise.indices.to_numpy().astype(np.int64) * types
+              + problem_type.indices.to_numpy()) * 2
+             + correct.to_numpy(zero_copy_only=False).astype(np.int64))
+    unique, ids = np.unique(codes, return_inverse=True)
+    exercises, problem_types = exercise.dictionary.to_pylist(), problem_type.dictionary.to_pylist()
+    keys = tuple((exercises[code // 2 // types], problem_types[code // 2 % types], bool(code % 2))
+                 for code in unique.tolist())
     dense_r = column("dense_r")
     dense_lengths = np.diff(dense_r.offsets.to_numpy())
     dense_rows = np.flatnonzero(dense_lengths)
     values = dense_r.flatten().to_numpy()
     base = column("base")
     return TrainingRows(
-        np.array(column("user").to_pylist(), dtype=object),
+        column("user").to_numpy(zero_copy_only=False).astype(object),
         column("user_hash").to_numpy().astype(np.uint64),
-        np.array(column("exercise").to_pylist(), dtype=object),
+        column("exercise").to_numpy(zero_copy_only=False).astype(object),
         column("time_done").to_numpy().astype(np.int64),
         column("problem_number").to_numpy().astype(np.int64),
         column("correct").to_numpy(zero_copy_only=False).astype(bool),
         base.flatten().to_numpy().reshape(len(table), NUM_BASE_FEATURES),
-        offsets - offsets[0], ids, tuple(index), dense_rows,
+        offsets - offsets[0], ids.astype(np.int32).reshape(-1), keys, dense_rows,
         values.reshape(len(dense_rows), -1) if len(dense_rows) else None)
 
 
@@ -135,7 +160,7 @@ class _WriteDone(beam.DoFn):
         self.directory, self.header = directory, header
 
     def process(self, _, shards, counts, after):
-        counts = sorted(counts)
+        counts = sorted(counts)  # ((exercise, day), rows seen)
         table = pa.table({
             "exercise": pa.array([exercise for (exercise, _), _ in counts], pa.string()),
             "day": pa.array([day for (_, day), _ in counts], pa.int32()).cast(pa.date32()),
@@ -149,7 +174,7 @@ class _WriteDone(beam.DoFn):
 
 
 class WriteRowsPartition(beam.PTransform):
-    """{"samples": (exercise, (sample, seen)), "rows": (exercise, TrainingRows),
+    """{"samples": SampleRowsByDay's ((exercise, day), (sample, seen)),
     "after": anything} -> a finished partition in `directory` (see the module
     docstring), marked finished only after "after" is computed (the run's
     snapshot: a partition is then never finished without it, which would
@@ -160,14 +185,13 @@ class WriteRowsPartition(beam.PTransform):
         self.directory, self.header = directory.rstrip("/"), header
 
     def expand(self, inputs):
-        shards = (inputs["samples"]
-                  | "ByShard" >> beam.Map(lambda sample: (_shard(sample[0]), sample))
+        samples = inputs["samples"]
+        shards = (samples
+                  | "ByShard" >> beam.Map(lambda sample: (_shard(sample[0][0]), sample))
                   | "GroupShards" >> beam.GroupByKey()
                   | "WriteShards" >> beam.ParDo(_WriteShard(self.directory)))
-        counts = (inputs["rows"]
-                  | "CountDays" >> beam.ParDo(_CountDays())
-                  | "SumDays" >> beam.CombinePerKey(sum))
-        pipeline = inputs["rows"].pipeline
+        counts = samples | "Counts" >> beam.MapTuple(lambda key, sample: (key, sample[1]))
+        pipeline = samples.pipeline
         return (pipeline
                 | "Once" >> beam.Create([None])
                 | "WriteDone" >> beam.ParDo(_WriteDone(self.directory, self.header),
