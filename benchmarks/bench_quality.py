@@ -293,23 +293,30 @@ def global_regression(r: Responses, design: scipy.sparse.csr_matrix):
 
 def fit_irt(user, item, correct, num_users, num_items, prior_sd):
     """MAP of logit = c + theta_user - b_item with theta ~ N(0, prior_sd^2),
-    b ~ N(0, 1 / IRT_ITEM_PRECISION): (c, theta, b)."""
+    b ~ N(0, 1 / IRT_ITEM_PRECISION): (c, theta, b). L-BFGS runs on every
+    parameter divided by the square root of its curvature at p = 1/2 (an exact
+    change of variables: a student with 1,000 attempts and one with 3 then
+    take similar steps), which cuts the iterations several-fold."""
     y = correct.astype(np.float64)
+    precisions = np.concatenate([[0.0], np.full(num_users, prior_sd ** -2.0),
+                                 np.full(num_items, IRT_ITEM_PRECISION)])
+    scale = 1.0 / np.sqrt(0.25 * np.concatenate(
+        [[len(y)], np.bincount(user, minlength=num_users),
+         np.bincount(item, minlength=num_items)]) + precisions)
 
-    def objective(params):
+    def objective(scaled):
+        params = scaled * scale
         c, theta, b = params[0], params[1:num_users + 1], params[num_users + 1:]
         z = c + theta[user] - b[item]
         g = special.expit(z) - y
-        loss = (np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * theta @ theta / prior_sd ** 2
-                + 0.5 * IRT_ITEM_PRECISION * b @ b)
-        gradient = np.concatenate([[g.sum()],
-                                   np.bincount(user, g, num_users) + theta / prior_sd ** 2,
-                                   -np.bincount(item, g, num_items) + IRT_ITEM_PRECISION * b])
-        return loss, gradient
+        loss = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * params @ (precisions * params)
+        gradient = np.concatenate([[g.sum()], np.bincount(user, g, num_users),
+                                   -np.bincount(item, g, num_items)]) + precisions * params
+        return loss, gradient * scale
 
     result = optimize.minimize(objective, np.zeros(1 + num_users + num_items), jac=True,
                                method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-6})
-    params = result.x
+    params = result.x * scale
     return params[0], params[1:num_users + 1], params[num_users + 1:]
 
 
@@ -414,9 +421,11 @@ def weighted_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) ->
     order = np.argsort(scores, kind="stable")
     s, y = scores[order], labels[order].astype(bool)
     w = np.atleast_2d(weights)[:, order]
+    positive, negative = w * y, w * ~y
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    positive = np.add.reduceat(w * y, starts, axis=1)
-    negative = np.add.reduceat(w * ~y, starts, axis=1)
+    if len(starts) < len(s):   # tied scores: one group each
+        positive = np.add.reduceat(positive, starts, axis=1)
+        negative = np.add.reduceat(negative, starts, axis=1)
     below = np.cumsum(negative, axis=1) - negative
     with np.errstate(invalid="ignore", divide="ignore"):
         result = (np.sum(positive * (below + 0.5 * negative), axis=1)
