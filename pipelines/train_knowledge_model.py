@@ -25,7 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models.evaluation import DEPLOY_POLICIES, evaluate
+from models.evaluation import DEPLOY_POLICIES, evaluate, l2_selection
 from models.exercise_model import FitSettings
 from models.knowledge_state import DEFAULT_NUM_RANDOM_FEATURES, feature_names
 from models.param_store import Registry
@@ -33,11 +33,11 @@ from pipelines.input_source import check_input_options, day_start_micros, proble
 from pipelines.option_types import IntBetween, non_negative_float, positive_int
 from pipelines.options import (HistoryOptions, JobFailed, ParamStoreOptions, ProblemLogOptions,
                                TrainingOptions, UsageError, checked_options, command_line,
-                               output_path, parse_problem_number_range, read_window,
-                               submits_only)
+                               output_path, parse_penalties, parse_problem_number_range,
+                               read_window, submits_only)
 from pipelines.progress import run_pipeline
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
-from transforms.fit import SKIPPED, FitPerExercise
+from transforms.fit import FITTED, SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import COMPONENT_KEYS, ROWS, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
@@ -76,6 +76,13 @@ class KnowledgeModelOptions(ProblemLogOptions, TrainingOptions, HistoryOptions, 
                                 "Gaussian prior, added to the negative log likelihood as "
                                 "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
                                 "(scikit-learn's C = 1/l2).")
+        group.add_argument("--l2_candidates", default="",
+                           help="Comma-separated L2 penalties, e.g. 10,30,100,300, fitted in "
+                                "the same pass instead of --l2; every exercise keeps the one "
+                                "with the best holdout log likelihood over all exercises "
+                                "(needs --holdout_fraction > 0; the choice is in the run "
+                                "summary, and the holdout figures are then the chosen "
+                                "candidate's, slightly optimistic).")
         group.add_argument("--max_iterations", type=positive_int,
                            default=FitSettings.max_iterations,
                            help="L-BFGS iteration limit per exercise.")
@@ -112,7 +119,12 @@ def validate(options) -> dict:
     settings = {
         "train_from": day_start_micros(start),
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
+        "l2_candidates": (parse_penalties(options.l2_candidates, "--l2_candidates")
+                          if options.l2_candidates else ()),
     }
+    if settings["l2_candidates"] and not options.holdout_fraction:
+        raise ValueError("--l2_candidates chooses on the holdout: it needs "
+                         "--holdout_fraction > 0")
     check_input_options(options)
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     settings["model_version"] = options.model_version or now.strftime("%Y%m%dT%H%M%SZ")
@@ -166,6 +178,7 @@ def build(pipeline, options, settings: dict) -> None:
     fit_settings = FitSettings(
         max_samples=options.max_samples_per_exercise, min_samples=options.min_samples,
         holdout_fraction=options.holdout_fraction, l2=options.l2,
+        l2_candidates=settings["l2_candidates"],
         max_iterations=options.max_iterations, seed=options.seed,
         num_random_features=options.num_random_features,
         model_version=settings["model_version"], trained_at=settings["trained_at"])
@@ -179,7 +192,7 @@ def build(pipeline, options, settings: dict) -> None:
     fits = replayed[ROWS] | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
 
-    _ = fits.fitted | "WriteParams" >> WriteSortedJsonLines(
+    _ = fits[FITTED] | "WriteParams" >> WriteSortedJsonLines(
         output_path(output, "params", "params"), lambda record: record["exercise"])
     _ = fits[SKIPPED] | "WriteSkipped" >> WriteSortedJsonLines(
         output_path(output, "skipped_exercises", "skipped_exercises"),
@@ -189,7 +202,7 @@ def build(pipeline, options, settings: dict) -> None:
     _ = components | "WriteComponents" >> WriteSortedJsonLines(
         output_path(output, "components", "components"), component_sort_key)
     if options.params_sink == "datastore":
-        _ = ({"params": fits.fitted, "components": components}
+        _ = ({"params": fits[FITTED], "components": components}
              | "WriteModelVersion" >> WriteModelVersion(
                  options.datastore_project, options.datastore_namespace,
                  settings["model_version"], version_header(options, settings),
@@ -290,6 +303,8 @@ def run(argv=None) -> dict:
     }
     params = read_json_lines(summary["outputs"]["params"])
     summary["evaluation"] = evaluate(params, **settings.get("baseline", {}))
+    if settings["l2_candidates"]:
+        summary["l2_selection"] = l2_selection(params, settings["l2_candidates"])
     if options.params_sink == "datastore":
         (written,) = read_json_lines(output_path(options.output, "datastore", "*.jsonl"))
         summary["datastore"] = {
