@@ -1,8 +1,8 @@
 """Benchmark: how well the knowledge model predicts held-out students, against
 the field's baselines trained on the same rows.
 
-    python benchmarks/bench_quality.py                     # sample (2,000 students) + LSAT7, ~1 min
-    python benchmarks/bench_quality.py --students 20000 --dataset sample
+    python benchmarks/bench_quality.py                     # sample (2,000 students) + LSAT7, ~30 s
+    python benchmarks/bench_quality.py --students 20000 --dataset sample   # ~4 min
     python benchmarks/bench_quality.py --dataset lsat7
     python benchmarks/bench_quality.py --quick             # smoke run: 300 students, small grids
 
@@ -393,18 +393,19 @@ class KnowledgeModel:
                 continue
             rows = self.rows.take(train)
             sample, _ = bottom_k(rows, sample_keys(rows, settings.seed), settings.max_samples)
-            x = self.rows.take(target).features(self.components)
-            for l2 in candidates:
-                outcome, record = fit_exercise(
-                    name, sample, len(train),
-                    dataclasses.replace(settings, holdout_fraction=0.0, l2=l2),
-                    components=self.components)
-                if outcome == "fitted":
-                    logits[l2][where[target]] = x @ np.asarray(record["theta"])
-                else:   # no parameters (the reason does not depend on l2): the base rate
+            outcome, record = fit_exercise(
+                name, sample, len(train), dataclasses.replace(
+                    settings, holdout_fraction=0.0, l2_candidates=tuple(candidates)),
+                components=self.components)
+            if outcome == "fitted":
+                x = self.rows.take(target).features(self.components)
+                for l2, fitted in zip(candidates, record["candidates"]):
+                    logits[l2][where[target]] = x @ np.asarray(fitted["theta"])
+            else:   # no parameters: the exercise's base rate
+                fallback += len(target)
+                for l2 in candidates:
                     logits[l2][where[target]] = _logit(
                         (r.correct[train].sum() + 1.0) / (len(train) + 2.0))
-            fallback += len(target) if outcome != "fitted" else 0
         self.note = (f"; {fallback:,} predicted attempts are on exercises it skipped (too few "
                      f"rows or one class), predicted by their base rate" if fallback else "")
         return logits
@@ -433,18 +434,6 @@ def weighted_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) ->
     return result if np.ndim(weights) == 2 else result[0]
 
 
-@dataclasses.dataclass
-class Scored:
-    model: str
-    chosen: str
-    log_likelihood: float
-    ll_interval: tuple
-    auc: float
-    auc_interval: tuple
-    difference: Optional[tuple]   # (mean, low, high) of LL - ours
-    seconds: float
-
-
 def bootstrap_scores(user: np.ndarray, labels: np.ndarray, logits: Dict[str, np.ndarray],
                      replicates: int, seed: int) -> Dict[str, dict]:
     """Mean LL, AUC, 95% intervals from resampling held-out students with
@@ -455,19 +444,18 @@ def bootstrap_scores(user: np.ndarray, labels: np.ndarray, logits: Dict[str, np.
     draws = rng.integers(0, len(students), (replicates, len(students)))
     weights = np.stack([np.bincount(d, minlength=len(students)) for d in draws]).astype(float)
     rows_per_replicate = weights @ counts
-    ll_sums = {name: np.bincount(student, log_likelihoods(z, labels), len(students))
-               for name, z in logits.items()}
+    ll = {name: log_likelihoods(z, labels) for name, z in logits.items()}
+    ll_sums = {name: np.bincount(student, values, len(students)) for name, values in ll.items()}
     results = {}
     for name, z in logits.items():
-        ll = weights @ ll_sums[name] / rows_per_replicate
         aucs = np.concatenate([weighted_auc(z, labels, weights[i:i + 50][:, student])
                                for i in range(0, replicates, 50)])
-        result = {"ll": float(log_likelihoods(z, labels).mean()), "ll_boot": ll,
+        result = {"ll": float(ll[name].mean()),
+                  "ll_boot": weights @ ll_sums[name] / rows_per_replicate,
                   "auc": float(weighted_auc(z, labels, np.ones(len(z)))), "auc_boot": aucs}
-        if OURS in ll_sums and name != OURS:
+        if OURS in ll and name != OURS:
             result["difference"] = weights @ (ll_sums[name] - ll_sums[OURS]) / rows_per_replicate
-            result["difference_mean"] = result["ll"] - float(
-                log_likelihoods(logits[OURS], labels).mean())
+            result["difference_mean"] = result["ll"] - float(ll[OURS].mean())
         results[name] = result
     return results
 

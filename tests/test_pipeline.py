@@ -403,8 +403,7 @@ def test_help_documents_every_option():
                    "--max_attempts_per_student", "--problem_number_range",
                    "--num_random_features", "--seed", "--max_samples_per_exercise",
                    "--min_samples", "--holdout_fraction", "--l2", "--l2_candidates",
-                   "--model_version",
-                   "--training_rows_output", "--overwrite"):
+                   "--model_version", "--training_rows_output", "--overwrite"):
         assert option in result.stdout
 
 
