@@ -8,10 +8,12 @@ over holdout rows (weighted by num_holdout), so large exercises count for what
 they are.
 """
 
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 DEPLOY_POLICIES = ("always", "if_better")
 BASELINE_FIELD = "holdout_baseline_log_likelihood"
+# With --l2_candidates: an exercise's holdout log likelihood per candidate.
+HOLDOUT_BY_L2 = "holdout_log_likelihood_by_l2"
 
 
 def weighted_mean(pairs) -> Optional[float]:
@@ -48,6 +50,21 @@ def evaluate(records: Iterable[dict], baseline_version: Optional[str] = None,
             "exercises_only_in_baseline": max(0, baseline_exercises - len(compared)),
         })
     return evaluation
+
+
+def l2_selection(records: Iterable[dict], candidates: Sequence[float]) -> dict:
+    """The candidate L2 penalty with the best holdout log likelihood over
+    all exercises (per candidate, the mean over holdout rows: weighted by
+    num_holdout, as evaluate() weighs), from records that carry HOLDOUT_BY_L2
+    in `candidates` order. Ties go to the earlier candidate; with no holdout
+    rows at all, the first candidate is kept."""
+    pairs = [(r["num_holdout"], r[HOLDOUT_BY_L2]) for r in records]
+    means = [weighted_mean((n, scores[i]) for n, scores in pairs)
+             for i in range(len(candidates))]
+    scored = [i for i, mean in enumerate(means) if mean is not None]
+    best = max(scored, key=lambda i: means[i]) if scored else 0
+    return {"candidates": list(candidates), "holdout_log_likelihood": means,
+            "holdout_rows": sum(n for n, _ in pairs), "chosen": candidates[best]}
 
 
 def deploy_decision(evaluation: dict, policy: str) -> Tuple[bool, str]:

@@ -9,7 +9,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from models.evaluation import BASELINE_FIELD
+from models.evaluation import BASELINE_FIELD, HOLDOUT_BY_L2
 from models.knowledge_state import ComponentCache, TrainingRows
 from models.log_batch import splitmix64
 from models.logistic import auc, base_rate_log_likelihood, fit_logistic, log_likelihoods
@@ -67,6 +67,9 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
                  settings: FitSettings, baseline: Optional[Dict[str, list]] = None,
                  components: Optional[ComponentCache] = None) -> Tuple[str, Dict]:
     """Returns ("fitted", parameter record) or ("skipped", record with reason).
+    With settings.l2_candidates the fitted record holds one parameter record
+    per candidate ("candidates") and their holdout log likelihoods; select_l2
+    turns it into the parameter record of the chosen one.
 
     `rows` is at most settings.max_samples rows already chosen by bottom_k over
     all `rows_available` rows of the exercise. `baseline`: theta per exercise
@@ -94,30 +97,48 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
                        f"all {counts['num_train']} training rows are "
                        f"{'correct' if positives else 'wrong'}; no slope to fit")
     x = rows.features(components or ComponentCache(settings.seed, settings.num_random_features))
-    fit = fit_logistic(x[train], labels[train], settings.l2, settings.max_iterations)
-    if not np.all(np.isfinite(fit.theta)):
-        return skipped("non_finite_fit", fit.message)
-
-    holdout_auc: Optional[float] = None
-    if holdout.any():
-        holdout_auc = auc(x[holdout] @ fit.theta, rows.correct[holdout])
     compared = {}
     if baseline is not None:
         theta = baseline.get(exercise)
         compared[BASELINE_FIELD] = None if theta is None else _mean_log_likelihood(
             np.asarray(theta), x[holdout], labels[holdout])
+    records = []
+    for l2 in settings.l2_candidates or (settings.l2,):
+        fit = fit_logistic(x[train], labels[train], l2, settings.max_iterations)
+        if not np.all(np.isfinite(fit.theta)):
+            return skipped("non_finite_fit", fit.message)
+        holdout_auc: Optional[float] = None
+        if holdout.any():
+            holdout_auc = auc(x[holdout] @ fit.theta, rows.correct[holdout])
+        records.append({
+            "exercise": exercise,
+            "theta": [float(value) for value in fit.theta],
+            **{key: counts[key] for key in ("num_train", "num_holdout", "num_rows_available")},
+            "train_log_likelihood": _mean_log_likelihood(fit.theta, x[train], labels[train]),
+            "holdout_log_likelihood": _mean_log_likelihood(fit.theta, x[holdout],
+                                                           labels[holdout]),
+            "holdout_auc": holdout_auc,
+            "holdout_base_rate_log_likelihood": base_rate_log_likelihood(
+                labels[train], labels[holdout]),
+            "converged": fit.converged,
+            "iterations": fit.iterations,
+            **compared,
+            "model_version": settings.model_version,
+            "trained_at": settings.trained_at,
+        })
+    if not settings.l2_candidates:
+        return "fitted", records[0]
     return "fitted", {
-        "exercise": exercise,
-        "theta": [float(value) for value in fit.theta],
-        **{key: counts[key] for key in ("num_train", "num_holdout", "num_rows_available")},
-        "train_log_likelihood": _mean_log_likelihood(fit.theta, x[train], labels[train]),
-        "holdout_log_likelihood": _mean_log_likelihood(fit.theta, x[holdout], labels[holdout]),
-        "holdout_auc": holdout_auc,
-        "holdout_base_rate_log_likelihood": base_rate_log_likelihood(
-            labels[train], labels[holdout]),
-        "converged": fit.converged,
-        "iterations": fit.iterations,
-        **compared,
-        "model_version": settings.model_version,
-        "trained_at": settings.trained_at,
-    }
+        "exercise": exercise, "num_holdout": counts["num_holdout"],
+        "l2_candidates": list(settings.l2_candidates),
+        HOLDOUT_BY_L2: [record["holdout_log_likelihood"] for record in records],
+        "candidates": records}
+
+
+def select_l2(fitted: Dict, l2: float) -> Dict:
+    """The parameter record of candidate `l2` from a fit_exercise record of
+    several candidates, with the choice and every candidate's holdout log
+    likelihood (in l2_candidates order) added."""
+    chosen = fitted["candidates"][fitted["l2_candidates"].index(l2)]
+    return {**chosen, "l2": l2, "l2_candidates": fitted["l2_candidates"],
+            HOLDOUT_BY_L2: fitted[HOLDOUT_BY_L2]}

@@ -3,6 +3,7 @@ numpy or scipy here, so an entry point's --help (pipelines.arguments) shows
 the defaults without loading either."""
 
 import dataclasses
+from typing import Tuple
 
 # Dimension D of the random-component vector r (models.knowledge_state).
 DEFAULT_NUM_RANDOM_FEATURES = 100
@@ -17,6 +18,9 @@ class FitSettings:
     min_samples: int = 30
     holdout_fraction: float = 0.1
     l2: float = 30.0
+    # Several L2 penalties fitted in the same pass (l2 is then not used); the
+    # pipeline keeps the one with the best holdout log likelihood (select_l2).
+    l2_candidates: Tuple[float, ...] = ()
     max_iterations: int = 500
     seed: int = 0
     num_random_features: int = DEFAULT_NUM_RANDOM_FEATURES

@@ -10,6 +10,7 @@ module (pipelines.jobs).
 """
 
 import datetime
+import math
 import re
 import sys
 from typing import Optional, Tuple
@@ -58,6 +59,17 @@ def parse_problem_number_range(text: str):
     if low < 1 or high <= low:
         raise ValueError(f"--problem_number_range {text!r} needs 1 <= LO < HI")
     return low, high
+
+
+def parse_penalties(text: str, option: str) -> Tuple[float, ...]:
+    """'0.1,1,10' -> (0.1, 1.0, 10.0): one or more finite values >= 0."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a comma-separated list of numbers") from None
+    if not values or not all(0 <= value < math.inf for value in values):
+        raise UsageError(f"{option} {text!r} needs one or more finite values >= 0")
+    return values
 
 
 class ParamStoreOptions(PipelineOptions):

@@ -42,6 +42,13 @@ def add_knowledge_model_arguments(parser) -> None:
                             "Gaussian prior, added to the negative log likelihood as "
                             "l2/2 * |theta|^2, so it fades as an exercise's rows grow "
                             "(scikit-learn's C = 1/l2).")
+    group.add_argument("--l2_candidates", default="",
+                       help="Comma-separated L2 penalties, e.g. 10,30,100,300, fitted in "
+                            "the same pass instead of --l2; every exercise keeps the one "
+                            "with the best holdout log likelihood over all exercises "
+                            "(needs --holdout_fraction > 0; the choice is in the run "
+                            "summary, and the holdout figures are then the chosen "
+                            "candidate's, slightly optimistic).")
     group.add_argument("--max_iterations", type=positive_int,
                        default=FitSettings.max_iterations,
                        help="L-BFGS iteration limit per exercise.")

@@ -107,6 +107,7 @@ REGEXES: Dict[str, str] = {
     "datastore_namespace": r"^[A-Za-z0-9._-]{1,100}$",
     "templates": rf"^{_ONE_OF(FEATURE_TEMPLATES)}(,{_ONE_OF(FEATURE_TEMPLATES)})*$",
     "l1": rf"^{_NUMBER}(,{_NUMBER})*$",
+    "l2_candidates": rf"^{_NUMBER}(,{_NUMBER})*$",
     "params": rf"^(datastore|gs://{_BUCKET}(/\S*)?)$",
     "metrics_table": rf"^{_TABLE}$",
 }

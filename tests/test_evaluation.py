@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.evaluation import deploy_decision, evaluate
+from models.evaluation import HOLDOUT_BY_L2, deploy_decision, evaluate, l2_selection
 
 
 def _record(exercise, n, new, base, baseline=None, with_baseline=True):
@@ -43,3 +43,21 @@ def test_deploy_policies():
     assert not activate and "its seed differs" in reason
     with pytest.raises(ValueError):
         deploy_decision(better, "sometimes")
+
+
+def test_l2_selection_weighs_exercises_by_holdout_rows():
+    records = [{"num_holdout": 10, HOLDOUT_BY_L2: [-0.50, -0.60]},
+               {"num_holdout": 30, HOLDOUT_BY_L2: [-0.70, -0.62]},
+               {"num_holdout": 0, HOLDOUT_BY_L2: [None, None]}]
+    selection = l2_selection(records, [1.0, 10.0])
+    assert selection["holdout_log_likelihood"] == pytest.approx([-0.65, -0.615])
+    assert (selection["chosen"], selection["holdout_rows"]) == (10.0, 40)
+    assert selection["candidates"] == [1.0, 10.0]
+
+
+def test_l2_selection_ties_and_no_holdout_keep_the_first_candidate():
+    tie = [{"num_holdout": 5, HOLDOUT_BY_L2: [-0.5, -0.5, -0.6]}]
+    assert l2_selection(tie, [3.0, 1.0, 2.0])["chosen"] == 3.0
+    nothing = l2_selection([{"num_holdout": 0, HOLDOUT_BY_L2: [None, None]}], [3.0, 1.0])
+    assert (nothing["chosen"], nothing["holdout_log_likelihood"]) == (3.0, [None, None])
+    assert l2_selection([], [7.0])["chosen"] == 7.0

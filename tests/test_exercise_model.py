@@ -14,7 +14,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.exercise_model import (
-    FitSettings, bottom_k, deterministic_order, fit_exercise, holdout_mask, sample_keys)
+    FitSettings, bottom_k, deterministic_order, fit_exercise, holdout_mask, sample_keys,
+    select_l2)
 from models.knowledge_state import (
     NUM_BASE_FEATURES, ComponentCache, TrainingRows, replay_students, sessionize)
 from models.problem_log import ProblemLog
@@ -250,6 +251,24 @@ def test_single_class_in_training_only_is_still_a_skip(rows):
     assert not labels[held].all()
     outcome, record = fit_exercise("e", relabel(rows, labels), len(rows), settings)
     assert (outcome, record["reason"]) == ("skipped", "single_class")
+
+
+def test_l2_candidates_fit_each_as_a_single_l2_would(rows):
+    settings = FitSettings(min_samples=10, holdout_fraction=0.25, l2_candidates=(1.0, 30.0, 300.0),
+                           model_version="v", trained_at="t")
+    outcome, fitted = fit_exercise("e", rows, 9999, settings, baseline={"e": np.zeros(107)})
+    assert outcome == "fitted"
+    assert fitted["l2_candidates"] == [1.0, 30.0, 300.0]
+    for index, l2 in enumerate(settings.l2_candidates):
+        _, single = fit_exercise("e", rows, 9999, dataclasses.replace(
+            settings, l2=l2, l2_candidates=()), baseline={"e": np.zeros(107)})
+        assert fitted["candidates"][index] == single
+        assert fitted["holdout_log_likelihood_by_l2"][index] == single["holdout_log_likelihood"]
+        chosen = select_l2(fitted, l2)
+        assert chosen == {**single, "l2": l2, "l2_candidates": [1.0, 30.0, 300.0],
+                          "holdout_log_likelihood_by_l2": fitted["holdout_log_likelihood_by_l2"]}
+        json.dumps(chosen, allow_nan=False)
+    assert fitted["num_holdout"] == single["num_holdout"] > 0
 
 
 def test_fit_record_fields_and_values(rows):

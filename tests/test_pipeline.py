@@ -358,6 +358,39 @@ def test_unreadable_file_is_dead_lettered_not_fatal(sample, tmp_path):
                               "bytes_lost": summary["bytes_unreadable"] or None}
 
 
+def test_l2_candidates_keep_the_best_on_the_holdout(sample, trained, capsys, tmp_path):
+    """Every candidate is fitted in one pass; the one with the best holdout log
+    likelihood over all exercises gives each exercise exactly the parameters a
+    run with that --l2 gives."""
+    candidates = [3.0, L2, 300.0]
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path),
+                   *COMMON, "--l2_candidates", ",".join(f"{l2:g}" for l2 in candidates)])
+    selection = summary["l2_selection"]
+    scores = selection["holdout_log_likelihood"]
+    assert selection["candidates"] == candidates
+    assert selection["chosen"] == candidates[int(np.argmax(scores))]
+    assert selection["holdout_rows"] == trained.summary["evaluation"]["holdout_rows"]
+    assert scores[1] == pytest.approx(trained.summary["evaluation"]["holdout_log_likelihood"])
+    assert summary["evaluation"]["holdout_log_likelihood"] == pytest.approx(max(scores))
+    assert f"--l2 {selection['chosen']:g} chosen on the holdout" in capsys.readouterr().out
+
+    chosen = params_by_exercise(str(tmp_path))
+    if selection["chosen"] == L2:
+        single = trained.output
+    else:
+        single = str(tmp_path / "single")
+        run(["--input", os.path.join(sample, "*.avro"), "--output", single, *COMMON,
+             "--l2", str(selection["chosen"])])
+    added = {"l2", "l2_candidates", "holdout_log_likelihood_by_l2"}
+    assert without_time({exercise: {k: v for k, v in record.items() if k not in added}
+                         for exercise, record in chosen.items()}) == without_time(
+        params_by_exercise(single))
+    for record in chosen.values():
+        assert record["l2"] == selection["chosen"] and record["l2_candidates"] == candidates
+        assert record["holdout_log_likelihood_by_l2"][candidates.index(selection["chosen"])] \
+            == record["holdout_log_likelihood"]
+
+
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "pipelines.train_knowledge_model", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -369,8 +402,8 @@ def test_help_documents_every_option():
     for option in ("--input", "--output", "--input_format", "--column_mapping",
                    "--max_attempts_per_student", "--problem_number_range",
                    "--num_random_features", "--seed", "--max_samples_per_exercise",
-                   "--min_samples", "--holdout_fraction", "--l2", "--model_version",
-                   "--training_rows_output", "--overwrite"):
+                   "--min_samples", "--holdout_fraction", "--l2", "--l2_candidates",
+                   "--model_version", "--training_rows_output", "--overwrite"):
         assert option in result.stdout
 
 
@@ -381,6 +414,10 @@ def test_help_documents_every_option():
     (["--input", "{sample}/*.avro", "--problem_number_range", "6,1"], "LO < HI"),
     (["--input", "{sample}/*.avro", "--holdout_fraction", "1.5"], "--holdout_fraction"),
     (["--input", "{sample}/*.avro", "--column_mapping", "student=id"], "unknown field"),
+    (["--input", "{sample}/*.avro", "--l2_candidates", "10,x"], "--l2_candidates"),
+    (["--input", "{sample}/*.avro", "--l2_candidates", "10,-1"], "values >= 0"),
+    (["--input", "{sample}/*.avro", "--l2_candidates", "10,30", "--holdout_fraction", "0"],
+     "--holdout_fraction > 0"),
 ])
 def test_bad_options_exit_with_a_clear_message(args, message, sample, tmp_path):
     (tmp_path / "logs.txt").write_text("user,exercise\n")

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from models.exercise_model import FitSettings, held_out
 from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows, random_component, user_hash
-from transforms.fit import SKIPPED, FitPerExercise
+from transforms.fit import FITTED, SKIPPED, FitPerExercise
 
 SEED, DIM, L2 = 3, 3, 1.0
 T = 1_767_225_600 * 10**6
@@ -89,7 +89,7 @@ def test_fits_equal_scikit_learn_and_skips_say_why(data):
         inputs = [block for name in ("fit", "capped", "few", "one_class")
                   for block in blocks(name, data[name][0], 3)]
         fits = pipeline | beam.Create(inputs) | FitPerExercise(settings)
-        assert_that(fits.fitted, fitted_as_expected, label="fitted")
+        assert_that(fits[FITTED], fitted_as_expected, label="fitted")
         assert_that(fits[SKIPPED] | beam.Map(lambda r: (r["exercise"], r["reason"], r["detail"],
                                                         r["num_train"], r["model_version"])),
                     equal_to([
@@ -121,4 +121,4 @@ def test_a_holdout_leaves_out_whole_students(data):
 
     with TestPipeline() as pipeline:
         fits = pipeline | beam.Create(blocks("fit", rows, 2)) | FitPerExercise(settings)
-        assert_that(fits.fitted, fitted_on_the_other_students)
+        assert_that(fits[FITTED], fitted_on_the_other_students)

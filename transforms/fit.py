@@ -6,7 +6,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
-from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys
+from models.evaluation import HOLDOUT_BY_L2, l2_selection
+from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys, select_l2
 from models.knowledge_state import ComponentCache, TrainingRows
 from transforms import progress
 from transforms.read import METRICS_NAMESPACE
@@ -103,19 +104,32 @@ class SampleRowsPerExercise(beam.PTransform):
 
 
 class FitPerExercise(beam.PTransform):
-    """(exercise, TrainingRows) blocks -> `fitted` parameter records and
-    `skipped` records with a reason. With `baseline` ({exercise: theta} of a
-    version with the same features) each record also scores it on the same
-    holdout rows. Blocks may also be (sample, rows seen) pairs of
-    SampleRowsPerExercise."""
+    """(exercise, TrainingRows) blocks -> {FITTED: parameter records, SKIPPED:
+    records with a reason}. With `baseline` ({exercise: theta} of a version
+    with the same features) each record also scores it on the same holdout
+    rows. With settings.l2_candidates every candidate is fitted in the same
+    pass, and the one with the best holdout log likelihood over all exercises
+    (models.evaluation.l2_selection) gives every exercise's parameters.
+    Blocks may also be (sample, rows seen) pairs of SampleRowsPerExercise."""
 
     def __init__(self, settings: FitSettings, baseline=None):
         super().__init__()
         self.settings, self.baseline = settings, baseline
 
     def expand(self, blocks):
-        return (blocks
+        fits = (blocks
                 | "SampleRowsPerExercise" >> SampleRowsPerExercise(self.settings.max_samples,
                                                                    self.settings.seed)
                 | "Fit" >> beam.ParDo(_Fit(self.settings, self.baseline))
                 .with_outputs(SKIPPED, main=FITTED))
+        fitted, candidates = fits[FITTED], self.settings.l2_candidates
+        if candidates:
+            chosen = (fitted
+                      | "HoldoutByL2" >> beam.Map(   # not the thetas: one worker gathers these
+                          lambda record: {key: record[key] for key in ("num_holdout",
+                                                                       HOLDOUT_BY_L2)})
+                      | "AllExercises" >> beam.combiners.ToList()
+                      | "ChooseL2" >> beam.Map(
+                          lambda records: l2_selection(records, candidates)["chosen"]))
+            fitted = fitted | "KeepChosenL2" >> beam.Map(select_l2, pvalue.AsSingleton(chosen))
+        return {FITTED: fitted, SKIPPED: fits[SKIPPED]}

@@ -113,6 +113,12 @@ def human_summary(summary: dict, output: str) -> str:
                      f"{evaluation['new_log_likelihood_on_compared']:.4f} vs "
                      f"{evaluation['baseline_log_likelihood']:.4f}")
         lines.append(line + ".")
+    selection = summary.get("l2_selection")
+    if selection:
+        scores = ", ".join(f"{l2:g}: " + ("n/a" if ll is None else f"{ll:.4f}") for l2, ll in
+                           zip(selection["candidates"], selection["holdout_log_likelihood"]))
+        lines.append(f"--l2 {selection['chosen']:g} chosen on the holdout (holdout log "
+                     f"likelihood by --l2_candidates: {scores}).")
     if "datastore" in summary:
         store = summary["datastore"]
         lines.append(f"Datastore project {store['project']!r} namespace "

@@ -14,13 +14,13 @@ from models.sparse_features import TEMPLATES, parse_templates
 from pipelines.cli import JobFailed, UsageError
 from pipelines.input_source import problem_log_source
 from pipelines.options import (ProblemLogOptions, TrainingOptions, checked_options, output_path,
-                               parse_problem_number_range, submits_only)
+                               parse_penalties, parse_problem_number_range, submits_only)
 from pipelines.progress import run_pipeline
 from pipelines.train_boosted import ARGUMENTS, add_boosted_arguments
 from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
-from transforms.fit import FitPerExercise
+from transforms.fit import FITTED, FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import ROWS, ReplayKnowledgeState
 from transforms.run_summary import counted, counter_values, summarize
@@ -46,16 +46,6 @@ class BoostedOptions(ProblemLogOptions, TrainingOptions, PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         add_boosted_arguments(parser)
-
-
-def parse_l1(text: str):
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--l1 {text!r} is not a comma-separated list of numbers") from None
-    if not values or any(value < 0 for value in values):
-        raise UsageError(f"--l1 {text!r} needs one or more values >= 0")
-    return values
 
 
 def store_settings(options) -> dict:
@@ -107,7 +97,7 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
     rows = students.students | "ReplayKnowledge" >> ReplayKnowledgeState(
         options.seed, settings.num_random_features, number_range)
     fits = rows[ROWS] | "FitKnowledgeModel" >> FitPerExercise(settings)
-    _ = fits.fitted | "WriteKnowledgeParams" >> WriteSortedJsonLines(
+    _ = fits[FITTED] | "WriteKnowledgeParams" >> WriteSortedJsonLines(
         output_path(store, "knowledge_model", "params", "params"), lambda r: r["exercise"])
     _ = ((logs[DEAD_LETTER], students[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
          | "WriteDeadLetter" >> WriteJsonLines(output_path(store, "dead_letter", "dead_letter")))
@@ -185,7 +175,7 @@ def run(argv=None) -> dict:
         templates = parse_templates(options.templates)
     except ValueError as error:
         raise UsageError(f"--templates: {error}") from None
-    l1_values = parse_l1(options.l1)
+    l1_values = list(parse_penalties(options.l1, "--l1"))
     if not options.output:
         raise UsageError("--output is required")
     store = options.store or output_path(options.output, "store")

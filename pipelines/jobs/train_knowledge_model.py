@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models.evaluation import evaluate
+from models.evaluation import evaluate, l2_selection
 from models.knowledge_state import feature_names
 from models.param_store import Registry
 from models.settings import FitSettings
@@ -21,12 +21,13 @@ from pipelines.cli import JobFailed, UsageError
 from pipelines.input_source import check_input_options, day_start_micros, problem_log_source
 from pipelines.options import (HistoryOptions, ParamStoreOptions, ProblemLogOptions,
                                TrainingOptions, checked_options, output_path,
-                               parse_problem_number_range, read_window, submits_only)
+                               parse_penalties, parse_problem_number_range, read_window,
+                               submits_only)
 from pipelines.progress import run_pipeline
 from pipelines.saved_state import SavedState
 from pipelines.train_knowledge_model import ARGUMENTS, add_knowledge_model_arguments
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
-from transforms.fit import SKIPPED, FitPerExercise
+from transforms.fit import FITTED, SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import COMPONENT_KEYS, ROWS, STATES, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
@@ -61,7 +62,12 @@ def validate(options) -> dict:
     settings = {
         "train_from": day_start_micros(start),
         "problem_number_range": parse_problem_number_range(options.problem_number_range),
+        "l2_candidates": (parse_penalties(options.l2_candidates, "--l2_candidates")
+                          if options.l2_candidates else ()),
     }
+    if settings["l2_candidates"] and not options.holdout_fraction:
+        raise ValueError("--l2_candidates chooses on the holdout: it needs "
+                         "--holdout_fraction > 0")
     check_input_options(options)
     settings["saved_state"] = SavedState(options, start, read)
     read = settings["saved_state"].read_window
@@ -117,6 +123,7 @@ def build(pipeline, options, settings: dict) -> None:
     fit_settings = FitSettings(
         max_samples=options.max_samples_per_exercise, min_samples=options.min_samples,
         holdout_fraction=options.holdout_fraction, l2=options.l2,
+        l2_candidates=settings["l2_candidates"],
         max_iterations=options.max_iterations, seed=options.seed,
         num_random_features=options.num_random_features,
         model_version=settings["model_version"], trained_at=settings["trained_at"])
@@ -133,7 +140,7 @@ def build(pipeline, options, settings: dict) -> None:
     fits = rows | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
 
-    _ = fits.fitted | "WriteParams" >> WriteSortedJsonLines(
+    _ = fits[FITTED] | "WriteParams" >> WriteSortedJsonLines(
         output_path(output, "params", "params"), lambda record: record["exercise"])
     _ = fits[SKIPPED] | "WriteSkipped" >> WriteSortedJsonLines(
         output_path(output, "skipped_exercises", "skipped_exercises"),
@@ -143,7 +150,7 @@ def build(pipeline, options, settings: dict) -> None:
     _ = components | "WriteComponents" >> WriteSortedJsonLines(
         output_path(output, "components", "components"), component_sort_key)
     if options.params_sink == "datastore":
-        _ = ({"params": fits.fitted, "components": components}
+        _ = ({"params": fits[FITTED], "components": components}
              | "WriteModelVersion" >> WriteModelVersion(
                  options.datastore_project, options.datastore_namespace,
                  settings["model_version"], version_header(options, settings),
@@ -245,6 +252,8 @@ def run(argv=None) -> dict:
     }
     params = read_json_lines(summary["outputs"]["params"])
     summary["evaluation"] = evaluate(params, **settings.get("baseline", {}))
+    if settings["l2_candidates"]:
+        summary["l2_selection"] = l2_selection(params, settings["l2_candidates"])
     if options.params_sink == "datastore":
         (written,) = read_json_lines(output_path(options.output, "datastore", "*.jsonl"))
         summary["datastore"] = {
