@@ -49,6 +49,17 @@ def hash_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return splitmix64(splitmix64(first) ^ second.astype(np.uint64))
 
 
+def bucket_rows(users: Sequence[str], user_codes: np.ndarray, num_buckets: int):
+    """(bucket, its row indices, in order) of rows whose user is
+    users[user_codes[row]]: the bucket is user_hash(user) % num_buckets."""
+    buckets = (name_hashes(users) % np.uint64(num_buckets)).astype(np.int64)[user_codes]
+    order = np.argsort(buckets, kind="stable")
+    bounds = np.flatnonzero(np.diff(buckets[order])) + 1
+    for part in np.split(order, bounds):
+        if len(part):
+            yield int(buckets[part[0]]), part
+
+
 class Columns:
     """A block of columns in __slots__, pickled as one tuple of them (the
     default for slotted objects builds a dict per block)."""
@@ -159,12 +170,8 @@ class LogBatch(Columns):
     def by_bucket(self, num_buckets: int) -> Iterable[Tuple[int, "LogBatch"]]:
         """(bucket, its rows): every attempt of a student lands in the bucket
         user_hash(user) % num_buckets, whatever file or batch it came from."""
-        buckets = (name_hashes(self.users) % np.uint64(num_buckets)).astype(np.int64)[self.user]
-        order = np.argsort(buckets, kind="stable")
-        bounds = np.flatnonzero(np.diff(buckets[order])) + 1
-        for part in np.split(order, bounds):
-            if len(part):
-                yield int(buckets[part[0]]), self.take(part)
+        for bucket, rows in bucket_rows(self.users, self.user, num_buckets):
+            yield bucket, self.take(rows)
 
     def logs(self, index=None) -> List[ProblemLog]:
         """Rows as ProblemLog objects (dead letters, per-student consumers)."""

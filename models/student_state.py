@@ -29,7 +29,7 @@ import numpy as np
 
 from models.knowledge_state import (WINDOW, ComponentCache, ExerciseState, KnowledgeState,
                                     PriorEvents, ragged_take)
-from models.log_batch import Columns, LogBatch, hash_pairs, name_hashes
+from models.log_batch import Columns, LogBatch, bucket_rows, hash_pairs, name_hashes
 
 # Bumped whenever the feature contract changes: a snapshot from another
 # version would give other features than a replay of the whole history.
@@ -146,12 +146,8 @@ class StudentStates(Columns):
 
     def by_bucket(self, num_buckets: int):
         """(bucket, its rows), buckets as LogBatch.by_bucket forms them."""
-        buckets = (name_hashes(self.users) % np.uint64(num_buckets)).astype(np.int64)[self.user]
-        order = np.argsort(buckets, kind="stable")
-        bounds = np.flatnonzero(np.diff(buckets[order])) + 1
-        for part in np.split(order, bounds):
-            if len(part):
-                yield int(buckets[part[0]]), self.take(part)
+        for bucket, rows in bucket_rows(self.users, self.user, num_buckets):
+            yield bucket, self.take(rows)
 
     # Lookups by hashed names, for sessionize_batch.
     def holds(self, user_hashes: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
