@@ -25,17 +25,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows
+from models.monitoring import day_of
 from transforms.fit import SampleRowsPerExercise
 from transforms.read import METRICS_NAMESPACE
 
 DONE = "DONE.json"
 COUNTS = "counts.parquet"
-_DAY = 86_400_000_000  # µs
 _SHARDS = 16
-
-
-def _day(time_done: np.ndarray) -> np.ndarray:
-    return np.floor_divide(time_done, _DAY)
 
 
 def _shard(exercise: str) -> int:
@@ -47,7 +43,7 @@ class _ByDay(beam.DoFn):
 
     def process(self, block):
         exercise, rows = block
-        days = _day(rows.time_done)
+        days = day_of(rows.time_done)
         for day in np.unique(days).tolist():
             yield (exercise, day), rows.take(days == day)
 
@@ -223,7 +219,7 @@ class _ReadPartitionFile(beam.DoFn):
                 yield exercise, (TrainingRows.empty(), rows)
             return
         rows = rows_from_table(table)
-        rows = rows.take(np.flatnonzero(_day(rows.time_done) >= self.from_day))
+        rows = rows.take(np.flatnonzero(day_of(rows.time_done) >= self.from_day))
         self.rows_read.inc(len(rows))
         for exercise, sample in rows.split_by_exercise():
             yield exercise, (sample, 0)
