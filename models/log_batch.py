@@ -27,6 +27,22 @@ def _codes(names: Sequence[str], index: Dict[str, int]) -> np.ndarray:
                        dtype=np.int32, count=len(names))
 
 
+def compact_codes(names: Sequence[str], codes: np.ndarray) -> Tuple[tuple, np.ndarray]:
+    """(the names `codes` use, the codes into them): a block's dictionary cut
+    down to its own rows."""
+    used, inverse = np.unique(codes, return_inverse=True)
+    return tuple(names[i] for i in used.tolist()), inverse.astype(np.int32).reshape(-1)
+
+
+def merge_codes(parts: Sequence[Tuple[Sequence[str], np.ndarray]]) -> Tuple[tuple, np.ndarray]:
+    """(names, codes) of several blocks -> one dictionary and the blocks'
+    codes into it, concatenated."""
+    index: Dict[str, int] = {}
+    recoded = [_codes(names, index)[codes] if len(names) else _EMPTY_CODES
+               for names, codes in parts]
+    return tuple(index), np.concatenate(recoded)
+
+
 def name_hashes(names: Sequence[str]) -> np.ndarray:
     """Stable 64-bit hashes of names (models.knowledge_state.user_hash)."""
     return np.fromiter(
@@ -127,10 +143,8 @@ class LogBatch(Columns):
             index = np.flatnonzero(index)
         columns = {}
         for names, codes in _NAME_COLUMNS:
-            used, inverse = np.unique(getattr(self, codes)[index], return_inverse=True)
-            dictionary = getattr(self, names)
-            columns[names] = tuple(dictionary[i] for i in used)
-            columns[codes] = inverse.astype(np.int32).reshape(-1)
+            columns[names], columns[codes] = compact_codes(getattr(self, names),
+                                                           getattr(self, codes)[index])
         return LogBatch(**columns, **{name: getattr(self, name)[index]
                                       for name in _VALUE_COLUMNS})
 
@@ -143,10 +157,8 @@ class LogBatch(Columns):
             return batches[0]
         columns = {}
         for names, codes in _NAME_COLUMNS:
-            index: Dict[str, int] = {}
-            parts = [_codes(getattr(batch, names), index)[getattr(batch, codes)]
-                     if len(getattr(batch, names)) else _EMPTY_CODES for batch in batches]
-            columns[names], columns[codes] = tuple(index), np.concatenate(parts)
+            columns[names], columns[codes] = merge_codes(
+                [(getattr(batch, names), getattr(batch, codes)) for batch in batches])
         return LogBatch(**columns, **{name: np.concatenate([getattr(batch, name)
                                                             for batch in batches])
                                       for name in _VALUE_COLUMNS})

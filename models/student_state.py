@@ -23,13 +23,14 @@ replay_batch() starts every student from it, and advance() gives the state
 after the batch.
 """
 
-from typing import Dict, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from models.knowledge_state import (WINDOW, ComponentCache, ExerciseState, KnowledgeState,
                                     PriorEvents, ragged_take)
-from models.log_batch import Columns, LogBatch, bucket_rows, hash_pairs, name_hashes
+from models.log_batch import (Columns, LogBatch, bucket_rows, compact_codes, hash_pairs,
+                              merge_codes, name_hashes)
 
 # Bumped whenever the feature contract changes: a snapshot from another
 # version would give other features than a replay of the whole history.
@@ -99,9 +100,9 @@ class StudentStates(Columns):
         answer_indptr, answer_at = ragged_take(self.answer_indptr, index)
         recent_indptr, recent_at = ragged_take(self.recent_indptr, index)
         update_indptr, update_at = ragged_take(self.update_indptr, index)
-        users, user = _compact(self.users, self.user[index])
-        exercises, exercise = _compact(self.exercises, self.exercise[index])
-        types, update_type = _compact(self.problem_types, self.update_type[update_at])
+        users, user = compact_codes(self.users, self.user[index])
+        exercises, exercise = compact_codes(self.exercises, self.exercise[index])
+        types, update_type = compact_codes(self.problem_types, self.update_type[update_at])
         return StudentStates(users, user, exercises, exercise, types, self.attempts[index],
                              self.last_time[index], answer_indptr, self.answers[answer_at],
                              recent_indptr, self.recent_times[recent_at],
@@ -116,11 +117,8 @@ class StudentStates(Columns):
         codes = {}
         for names, column in (("users", "user"), ("exercises", "exercise"),
                               ("problem_types", "update_type")):
-            index: Dict[str, int] = {}
-            parts = [np.array([index.setdefault(name, len(index))
-                               for name in getattr(block, names)] + [0],
-                              dtype=np.int32)[getattr(block, column)] for block in blocks]
-            codes[names], codes[column] = tuple(index), np.concatenate(parts)
+            codes[names], codes[column] = merge_codes(
+                [(getattr(block, names), getattr(block, column)) for block in blocks])
 
         def indptr(name):
             lengths = np.concatenate([np.diff(getattr(block, name)) for block in blocks])
@@ -187,11 +185,6 @@ def knowledge_state(saved: StudentStates, components: ComponentCache) -> Knowled
     for _, *key in sorted(updates):
         state.random_features = state.random_features + components(tuple(key))
     return state
-
-
-def _compact(names: tuple, codes: np.ndarray):
-    used, inverse = np.unique(codes, return_inverse=True)
-    return tuple(names[i] for i in used.tolist()), inverse.astype(np.int32).reshape(-1)
 
 
 def _extend(names: tuple, more: Sequence[str]):
