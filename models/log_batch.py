@@ -287,13 +287,13 @@ def sessionize_batch(batch: LogBatch, max_attempts: int = None, prior=None) -> S
     fingerprints, late, saved_attempts = None, np.zeros(len(order), dtype=bool), 0
     if prior is not None:
         fingerprints = batch.fingerprints()[order]
-        user_hashes = batch.user_hashes()[order]
-        copy = prior.holds(user_hashes, fingerprints)
+        copy, last_time, saved_attempts = prior.saved(
+            batch.user_hashes()[order], name_hashes(batch.exercises)[batch.exercise[order]],
+            fingerprints)
         duplicates += int(copy.sum())
-        order, fingerprints, user_hashes = order[~copy], fingerprints[~copy], user_hashes[~copy]
-        late = batch.time_done[order] < prior.last_time_of(user_hashes)
-        saved_attempts = prior.attempts_of(
-            user_hashes, name_hashes(batch.exercises)[batch.exercise[order]])
+        kept = ~copy
+        order, fingerprints, saved_attempts = order[kept], fingerprints[kept], saved_attempts[kept]
+        late = batch.time_done[order] < last_time[kept]
     user_sorted = user_rank[order]
 
     logs = batch.take(order)

@@ -147,23 +147,22 @@ class StudentStates(Columns):
         for bucket, rows in bucket_rows(self.users, self.user, num_buckets):
             yield bucket, self.take(rows)
 
-    # Lookups by hashed names, for sessionize_batch.
-    def holds(self, user_hashes: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
-        """Per attempt: True when the state holds an attempt of the same
-        student with the same fingerprint (a copy of it)."""
-        owner = np.repeat(self.user_hashes(), np.diff(self.recent_indptr))
-        return np.isin(hash_pairs(user_hashes, fingerprints),
-                       hash_pairs(owner, self.recent_fingerprints))
-
-    def last_time_of(self, user_hashes: np.ndarray) -> np.ndarray:
-        """Per attempt: its student's last saved time_done (int64 min if none)."""
-        keys, first = np.unique(self.user_hashes(), return_index=True)
-        return _lookup(keys, self.last_time[first], user_hashes, np.iinfo(np.int64).min)
-
-    def attempts_of(self, user_hashes: np.ndarray, exercise_hashes: np.ndarray) -> np.ndarray:
-        """Per attempt: the saved attempts of its student on its exercise."""
-        keys = hash_pairs(self.user_hashes(), name_hashes(self.exercises)[self.exercise])
-        return _lookup(keys, self.attempts, hash_pairs(user_hashes, exercise_hashes), 0)
+    def saved(self, user_hashes: np.ndarray, exercise_hashes: np.ndarray,
+              fingerprints: np.ndarray):
+        """What the state holds for each of some attempts, by hashed names (for
+        sessionize_batch): (whether it holds a copy of the attempt: the same
+        student and fingerprint, the student's last saved time_done (int64 min
+        if none), the student's saved attempts on the exercise)."""
+        owners = self.user_hashes()
+        recent_owner = np.repeat(owners, np.diff(self.recent_indptr))
+        copy = np.isin(hash_pairs(user_hashes, fingerprints),
+                       hash_pairs(recent_owner, self.recent_fingerprints))
+        students, first = np.unique(owners, return_index=True)
+        last_time = _lookup(students, self.last_time[first], user_hashes,
+                            np.iinfo(np.int64).min)
+        pairs = hash_pairs(owners, name_hashes(self.exercises)[self.exercise])
+        attempts = _lookup(pairs, self.attempts, hash_pairs(user_hashes, exercise_hashes), 0)
+        return copy, last_time, attempts
 
 
 def knowledge_state(saved: StudentStates, components: ComponentCache) -> KnowledgeState:
