@@ -1,5 +1,7 @@
 """Benchmark: how well the knowledge model predicts held-out students, against
-the field's baselines trained on the same rows.
+the field's baselines trained on the same rows. One script (~570 lines) on
+purpose: the baselines are written here from their papers and must not share
+code with the pipeline they are compared with.
 
     python benchmarks/bench_quality.py                     # sample (2,000 students) + LSAT7, ~30 s
     python benchmarks/bench_quality.py --students 20000 --dataset sample   # ~4 min

@@ -1,7 +1,7 @@
 """Benchmark: the training pipeline on the DirectRunner against a plain vectorized
 single-process implementation of the same work, written here (numpy, pyarrow,
 polars, scipy; nothing from models/ or transforms/). One self-contained script
-(~570 lines) on purpose: the baseline must not share code with the pipeline.
+(~580 lines) on purpose: the baseline must not share code with the pipeline.
 
     python benchmarks/bench_train.py                      # full: 2 M logs, ~10 min on 2 cores
     python benchmarks/bench_train.py --quick              # smoke run: 100,000 logs, small curve

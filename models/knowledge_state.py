@@ -1,8 +1,9 @@
 """KnowledgeState replay: the features a student had at each attempt.
 
 Two implementations of the feature contract (docs/how-it-works.md) live here on
-purpose, with the training-row block both produce (about 500 lines: kept
-together so the contract has one home, and the tests hold the two equal):
+purpose, with the training-row block both produce and the saved-state
+events a replay continues from (about 540 lines: kept together so the
+contract has one home, and the tests hold the two equal):
 
 * ExerciseState / KnowledgeState: one attempt at a time, written to read like
   the specification. Serving uses it, and tests use it as the reference.
