@@ -105,6 +105,13 @@ def _date(text: str, option: str) -> datetime.date:
         raise ValueError(f"{option} {text!r} is not a date YYYY-MM-DD") from None
 
 
+def run_date(options, today: datetime.date = None) -> datetime.date:
+    """--run_date, or today in UTC."""
+    if options.run_date:
+        return _date(options.run_date, "--run_date")
+    return today or datetime.datetime.now(datetime.timezone.utc).date()
+
+
 def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime.date],
                                                                Optional[datetime.date]]:
     """(first day, day after the last) from the window options; None = open."""
@@ -112,9 +119,8 @@ def date_window(options, today: datetime.date = None) -> Tuple[Optional[datetime
         if options.start_date or options.end_date:
             raise ValueError("--window_days counts back from --run_date; do not combine it "
                              "with --start_date/--end_date")
-        run_date = (_date(options.run_date, "--run_date") if options.run_date else
-                    today or datetime.datetime.now(datetime.timezone.utc).date())
-        return run_date - datetime.timedelta(days=options.window_days), run_date
+        day = run_date(options, today)
+        return day - datetime.timedelta(days=options.window_days), day
     if options.run_date and not getattr(options, "state_dir", ""):
         raise ValueError("--run_date only sets where --window_days counts back from (and "
                          "which --state_dir snapshot a run writes)")

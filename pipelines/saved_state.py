@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from models.knowledge_state import WINDOW
 from models.student_state import CONTRACT_VERSION
 from pipelines.cli import UsageError
+from pipelines.options import run_date
 from transforms.rows_store import (DONE, ReadRowsPartitions, SampleRowsByDay, WriteRowsPartition,
                                    partition_files, read_done)
 from transforms.student_state import (HEADER, SHARD_PATTERN, ReadStudentStates,
@@ -67,24 +68,20 @@ def resolve_state(options, window_start: Optional[datetime.date],
         return StatePlan(options.state_input, options.state_output, "", [], [])
     if options.state_input or options.state_output:
         raise ValueError("--state_dir replaces --state_input and --state_output; give either")
-    try:
-        run_date = (datetime.date.fromisoformat(options.run_date) if options.run_date
-                    else today or datetime.datetime.now(datetime.timezone.utc).date())
-    except ValueError:
-        raise ValueError(f"--run_date {options.run_date!r} is not a date YYYY-MM-DD") from None
+    tonight = run_date(options, today)
     root = options.state_dir.rstrip("/")
     rows_root = FileSystems.join(root, ROWS_FOLDER)
     snapshots, every_snapshot = _dated_folders(root, HEADER, SHARD_PATTERN)
     partitions, every_partition = _dated_folders(rows_root, DONE, "*.parquet")
-    earlier = sorted(day for day in snapshots if day < run_date)
+    earlier = sorted(day for day in snapshots if day < tonight)
     kept = set(earlier[-options.state_keep:])
-    in_window = sorted(day for day in partitions if day < run_date
+    in_window = sorted(day for day in partitions if day < tonight
                        and (window_start is None or day > window_start))
     expired = [FileSystems.join(root, day.isoformat()) for day in sorted(every_snapshot)
-               if day < run_date and day not in kept]
+               if day < tonight and day not in kept]
     expired += [FileSystems.join(rows_root, day.isoformat()) for day in sorted(every_partition)
-                if day < run_date and day not in in_window]
-    folder = run_date.isoformat()
+                if day < tonight and day not in in_window]
+    folder = tonight.isoformat()
     return StatePlan(snapshots[earlier[-1]] if earlier else "", FileSystems.join(root, folder),
                      FileSystems.join(rows_root, folder),
                      [partitions[day] for day in in_window], expired)
