@@ -134,6 +134,24 @@ class StudentStates(Columns):
                              codes["update_type"], joined("update_correct"),
                              joined("update_order"))
 
+    def forget_recent_before(self, micros: int) -> "StudentStates":
+        """The same states without the recent attempts done before `micros`.
+        A run that read logs only up to `micros` (its window's end) is
+        continued by runs that read only logs from there on, so no later copy
+        can match those fingerprints: kept, they would be most of the snapshot."""
+        keep = self.recent_times >= micros
+        if keep.all():
+            return self
+        row_of_recent = np.repeat(np.arange(len(self)), np.diff(self.recent_indptr))
+        kept_per_row = np.bincount(row_of_recent[keep], minlength=len(self))
+        return StudentStates(self.users, self.user, self.exercises, self.exercise,
+                             self.problem_types, self.attempts, self.last_time,
+                             self.answer_indptr, self.answers,
+                             np.r_[0, np.cumsum(kept_per_row)].astype(np.int64),
+                             self.recent_times[keep], self.recent_fingerprints[keep],
+                             self.update_indptr, self.update_type, self.update_correct,
+                             self.update_order)
+
     def user_hashes(self) -> np.ndarray:
         return name_hashes(self.users)[self.user]
 

@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from models.knowledge_state import WINDOW
 from models.student_state import CONTRACT_VERSION
 from pipelines.cli import UsageError
+from pipelines.input_source import day_start_micros
 from pipelines.options import run_date
 from transforms.rows_store import (DONE, ReadRowsPartitions, SampleRowsByDay, WriteRowsPartition,
                                    partition_files, read_done)
@@ -194,7 +195,8 @@ class SavedState:
         options = self.options
         header = replayed_states | "WriteStudentStates" >> WriteStudentStates(
             self.plan.state_output, snapshot_header(options, self.plan.state_input, settings,
-                                                    self.read_window[1]))
+                                                    self.read_window[1]),
+            recent_from=day_start_micros(self.read_window[1]))
         if not self.plan.rows_output:
             return rows
         daily = rows | "SampleOwnRows" >> SampleRowsByDay(fit_settings.max_samples,

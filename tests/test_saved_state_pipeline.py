@@ -9,6 +9,7 @@ import os
 
 import fastavro
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import generate_sample
@@ -170,6 +171,28 @@ def test_dated_state_dir_bootstraps_continues_keeps_and_reruns(full_and_sliced, 
     run(["--input", slices[2], "--output", str(tmp_path / "out"), "--overwrite",
          "--state_dir", str(root), "--run_date", "2026-03-04", *COMMON])
     assert (root / "2026-03-04" / "state-00000.parquet").read_bytes() == first
+
+
+def fingerprints_in(snapshot) -> int:
+    return sum(len(row) for path in glob.glob(os.path.join(snapshot, "state-*.parquet"))
+               for row in pq.read_table(path).column("recent_attempts").to_pylist())
+
+
+def test_a_snapshot_of_a_dated_window_keeps_no_fingerprints(full_and_sliced, slices,
+                                                            tmp_path):
+    """A run that read logs up to the end of a day is continued by runs that
+    read from that day on: no later copy can match an earlier attempt, so
+    the snapshot drops the fingerprints an open-ended run keeps."""
+    _, _, base = full_and_sliced
+    with open(slices[0], "rb") as handle:
+        last = max(record["time_done"] for record in fastavro.reader(handle))
+    run(["--input", slices[0], "--output", str(tmp_path / "out"),
+         "--state_output", str(tmp_path / "state"), "--end_date", last.date().isoformat(),
+         *COMMON])
+    assert fingerprints_in(base / "state-0") > 0
+    assert fingerprints_in(tmp_path / "state") == 0
+    assert (json.loads((tmp_path / "state" / "SNAPSHOT.json").read_text())["students"]
+            == json.loads((base / "state-0" / "SNAPSHOT.json").read_text())["students"])
 
 
 def test_state_dir_plan_picks_the_window_and_prunes(tmp_path):

@@ -202,3 +202,22 @@ def test_copies_are_recognised_within_a_day_of_the_students_last_attempt():
     # The copy of `recent` is dropped; the copy of `old`, two days before the
     # student's last attempt, is not held any more: a late attempt.
     assert (result.duplicates, result.late, len(rows)) == (1, 1, 1)
+
+
+def test_forgetting_recent_attempts_before_a_time_keeps_the_later_ones():
+    components = ComponentCache(seed=4, dim=DIM)
+    logs = [ProblemLog("s", "e", "", None, T0 + offset, True, None, None, None)
+            for offset in (0, 10, 20)]
+    logs.append(ProblemLog("t", "f", "", None, T0 + 5, False, None, None, None))
+    _, state, _ = run(logs, StudentStates.empty(), components)
+    forgot = state.forget_recent_before(T0 + 10)
+    indptr = forgot.recent_indptr
+    kept = {forgot.users[forgot.user[row]]: forgot.recent_times[indptr[row]:indptr[row + 1]]
+            .tolist() for row in range(len(forgot))}
+    assert kept == {"s": [T0 + 10, T0 + 20], "t": []}
+    table = to_arrow(forgot)
+    # Everything else is unchanged.
+    before = to_arrow(state)
+    for name in before.column_names:
+        if name != "recent_attempts":
+            assert table.column(name).equals(before.column(name)), name

@@ -61,12 +61,14 @@ class ReadStudentStates(beam.PTransform):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, directory: str):
-        self.directory = directory
+    def __init__(self, directory: str, recent_from):
+        self.directory, self.recent_from = directory, recent_from
         self.students_written = Metrics.counter(METRICS_NAMESPACE, "state_students_written")
 
     def process(self, element):
         bucket, states = element
+        if self.recent_from is not None:
+            states = states.forget_recent_before(self.recent_from)
         path = FileSystems.join(self.directory, shard_name(bucket))
         # A retried bundle rewrites the same file: the shard is idempotent.
         with FileSystems.create(path) as handle:
@@ -92,15 +94,18 @@ class _WriteHeader(beam.DoFn):
 
 class WriteStudentStates(beam.PTransform):
     """(bucket, StudentStates) -> the shards, then the header (`header` plus
-    the shard list and counts) once all of them are written."""
+    the shard list and counts) once all of them are written. `recent_from`:
+    the end of the logs the run read (epoch µs), when later runs read only
+    logs from there on: the fingerprints of earlier attempts are dropped."""
 
-    def __init__(self, directory: str, header: dict):
+    def __init__(self, directory: str, header: dict, recent_from=None):
         super().__init__()
         self.directory, self.header = directory.rstrip("/"), header
+        self.recent_from = recent_from
 
     def expand(self, states):
         return (states
-                | "WriteShards" >> beam.ParDo(_WriteShard(self.directory))
+                | "WriteShards" >> beam.ParDo(_WriteShard(self.directory, self.recent_from))
                 | "AllShards" >> beam.combiners.ToList()
                 | "WriteHeader" >> beam.ParDo(_WriteHeader(self.directory, self.header)))
 
