@@ -3,7 +3,7 @@
 from typing import NamedTuple, Optional
 
 import numpy as np
-from scipy import linalg, optimize, special, stats
+from scipy import linalg, optimize, special
 
 
 class FitResult(NamedTuple):
@@ -83,6 +83,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0,
     return FitResult(theta, bool(result.success), int(result.nit), str(result.message))
 
 
+def _average_ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's
+    default, without importing scipy.stats: half a second of every start)."""
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, len(scores)])
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
+    return ranks
+
+
 def auc(scores: np.ndarray, labels: np.ndarray) -> Optional[float]:
     """Area under the ROC curve (Mann-Whitney, ties count half); None when a
     class is missing."""
@@ -91,7 +103,7 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> Optional[float]:
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
         return None
-    ranks = stats.rankdata(scores)
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
     return float((ranks[labels].sum() - positives * (positives + 1) / 2)
                  / (positives * negatives))
 
