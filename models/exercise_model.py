@@ -57,10 +57,10 @@ def bottom_k(rows: TrainingRows, keys: np.ndarray, k: int) -> Tuple[TrainingRows
     return rows.take(order), keys[order]
 
 
-def _mean_log_likelihood(theta, x: np.ndarray, labels: np.ndarray) -> Optional[float]:
+def _mean_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> Optional[float]:
     if not len(labels):
         return None
-    return float(np.mean(log_likelihoods(theta, x, labels)))
+    return float(np.mean(log_likelihoods(logits, labels)))
 
 
 def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
@@ -98,25 +98,26 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
                        f"{'correct' if positives else 'wrong'}; no slope to fit")
     x = rows.features(components or ComponentCache(settings.seed, settings.num_random_features))
     compared = {}
+    x_train, x_holdout = x[train], x[holdout]  # one copy each for every candidate
     if baseline is not None:
         theta = baseline.get(exercise)
         compared[BASELINE_FIELD] = None if theta is None else _mean_log_likelihood(
-            np.asarray(theta), x[holdout], labels[holdout])
+            x_holdout @ np.asarray(theta), labels[holdout])
     records = []
     for l2 in settings.l2_candidates or (settings.l2,):
-        fit = fit_logistic(x[train], labels[train], l2, settings.max_iterations)
+        fit = fit_logistic(x_train, labels[train], l2, settings.max_iterations)
         if not np.all(np.isfinite(fit.theta)):
             return skipped("non_finite_fit", fit.message)
+        train_logits, holdout_logits = x_train @ fit.theta, x_holdout @ fit.theta
         holdout_auc: Optional[float] = None
         if holdout.any():
-            holdout_auc = auc(x[holdout] @ fit.theta, rows.correct[holdout])
+            holdout_auc = auc(holdout_logits, rows.correct[holdout])
         records.append({
             "exercise": exercise,
             "theta": [float(value) for value in fit.theta],
             **{key: counts[key] for key in ("num_train", "num_holdout", "num_rows_available")},
-            "train_log_likelihood": _mean_log_likelihood(fit.theta, x[train], labels[train]),
-            "holdout_log_likelihood": _mean_log_likelihood(fit.theta, x[holdout],
-                                                           labels[holdout]),
+            "train_log_likelihood": _mean_log_likelihood(train_logits, labels[train]),
+            "holdout_log_likelihood": _mean_log_likelihood(holdout_logits, labels[holdout]),
             "holdout_auc": holdout_auc,
             "holdout_base_rate_log_likelihood": base_rate_log_likelihood(
                 labels[train], labels[holdout]),

@@ -13,10 +13,10 @@ class FitResult(NamedTuple):
     message: str
 
 
-def log_likelihoods(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-row log P(observed label); log-sigmoid form so it never overflows."""
-    z = x @ theta
-    return y * z - np.logaddexp(0.0, z)
+def log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-row log P(observed label) of the rows' logits x @ theta, stable for
+    any logit (never overflows, never -inf from rounding)."""
+    return -np.logaddexp(0.0, np.where(labels, -logits, logits))
 
 
 def objective(theta: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float):

@@ -21,6 +21,8 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
+from models.logistic import log_likelihoods
+
 ALL_EXERCISES = "__all__"
 NUM_SCORE_BINS = 100
 NUM_CALIBRATION_BINS = 10
@@ -41,11 +43,6 @@ def day_of(time_done_micros: np.ndarray) -> np.ndarray:
 
 def day_string(day: int) -> str:
     return (_EPOCH_DAY + datetime.timedelta(days=int(day))).isoformat()
-
-
-def log_likelihoods(logits: np.ndarray, correct: np.ndarray) -> np.ndarray:
-    """log P(observed answer), stable for any logit (never -inf from rounding)."""
-    return -np.logaddexp(0.0, np.where(correct, -logits, logits))
 
 
 def score_bins(p: np.ndarray) -> np.ndarray:

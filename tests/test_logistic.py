@@ -106,7 +106,7 @@ def test_log_likelihoods_by_hand():
     x = np.array([[1.0, 0.0], [1.0, 2.0], [1.0, -800.0]])
     theta = np.array([0.0, 1.0])
     y = np.array([1.0, 0.0, 1.0])
-    np.testing.assert_allclose(log_likelihoods(theta, x, y),
+    np.testing.assert_allclose(log_likelihoods(x @ theta, y),
                                [math.log(0.5), math.log(1 - 1 / (1 + math.exp(-2))), -800.0],
                                rtol=1e-14)
 
