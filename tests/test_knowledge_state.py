@@ -480,7 +480,10 @@ def test_split_by_exercise_partitions_rows_exactly():
         for column in ("user", "exercise", "time_done", "problem_number", "correct"):
             np.testing.assert_array_equal(getattr(part, column), getattr(rows, column)[index])
         assert part.features(cache).tobytes() == x[index].tobytes()
+        # A block carries only the component keys its own rows use.
+        assert len(set(part.update_ids.tolist())) == len(part.component_keys)
     np.testing.assert_array_equal(seen, 1)
+    assert len(rows.dense_rows) and len(rows.update_ids)  # both forms of r were split
     # Concatenating the parts gives the rows back in exercise-major order.
     merged = TrainingRows.concatenate([part for _, part in parts])
     order = np.concatenate([np.flatnonzero(rows.exercise == name) for name in names])
