@@ -77,7 +77,9 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     the same rows is recorded (None for an exercise it lacks). `components`:
     a cache of the settings' seed and dimension shared across fits (a vector
     costs a SHA-256 and D normal draws; thousands of exercises share keys)."""
-    rows = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
+    order = deterministic_order(rows, sample_keys(rows, settings.seed))
+    if np.any(order != np.arange(len(rows))):  # bottom_k's samples come in order already
+        rows = rows.take(order)
     holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
     labels = rows.correct.astype(np.float64)
