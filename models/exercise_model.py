@@ -98,9 +98,10 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
         return skipped("single_class",
                        f"all {counts['num_train']} training rows are "
                        f"{'correct' if positives else 'wrong'}; no slope to fit")
-    x = rows.features(components or ComponentCache(settings.seed, settings.num_random_features))
+    components = components or ComponentCache(settings.seed, settings.num_random_features)
+    # Built apart, not cut from one x: a row subset of x would be a C-order copy.
+    x_train, x_holdout = (rows.take(part).features(components) for part in (train, holdout))
     compared = {}
-    x_train, x_holdout = x[train], x[holdout]  # one copy each for every candidate
     if baseline is not None:
         theta = baseline.get(exercise)
         compared[BASELINE_FIELD] = None if theta is None else _mean_log_likelihood(

@@ -370,7 +370,8 @@ class TrainingRows(Columns):
         """The dense x = [bias, base features, r]: (rows, NUM_BASE_FEATURES + D).
         r is the sum of the row's components (the one-attempt-at-a-time replay
         adds them in another order: equal to rounding, ~1e-16)."""
-        x = np.zeros((len(self), NUM_BASE_FEATURES + components.dim))
+        # Fortran order: the fit's matrix-vector products run 2x faster on it.
+        x = np.zeros((len(self), NUM_BASE_FEATURES + components.dim), order="F")
         x[:, :NUM_BASE_FEATURES] = self.base
         if len(self.update_ids):
             vectors = np.array([components(key) for key in self.component_keys])

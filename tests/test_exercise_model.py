@@ -305,7 +305,7 @@ def test_fit_record_fields_and_values(rows):
     assert record["holdout_auc"] == pytest.approx(roc_auc_score(y[held], z[held]), abs=1e-3)
     ordered = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
     ordered_held = holdout_mask(ordered, settings.seed, settings.holdout_fraction)
-    ordered_z = dense(ordered, settings)[ordered_held] @ theta
+    ordered_z = dense(ordered.take(ordered_held), settings) @ theta
     assert record["holdout_auc"] == pytest.approx(
         roc_auc_score(ordered.correct[ordered_held], ordered_z), abs=1e-12)
     rate = (y[~held].sum() + 1) / ((~held).sum() + 2)
