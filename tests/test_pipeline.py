@@ -391,6 +391,28 @@ def test_l2_candidates_keep_the_best_on_the_holdout(sample, trained, capsys, tmp
             == record["holdout_log_likelihood"]
 
 
+def test_shrink_to_global_with_l2_candidates(sample, trained, capsys, tmp_path):
+    """The global fit is written and summarised, every exercise says it was
+    shrunk, the parameters change, and --l2_candidates still chooses the
+    exercises' penalty (the global fit keeps --l2). The maths is checked
+    against independent solvers in tests/test_transforms_fit.py."""
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path),
+                   *COMMON, "--shrink_to_global", "--l2_candidates", "10,30,100"])
+    (written,) = read_jsonl(str(tmp_path / "global_fit" / "global_fit.jsonl"))
+    assert summary["global_fit"] == written
+    assert summary["model"]["shrink_to_global"] is True
+    assert "shrink_to_global" not in trained.summary["model"]
+    assert written["l2"] == L2 and len(written["theta"]) == 1 + 6 + D
+    assert 0 < written["num_rows"] <= 60 * 1000 and written["converged"]
+    assert summary["l2_selection"]["chosen"] in (10.0, 30.0, 100.0)
+    assert "Exercises shrunk toward a global fit over" in capsys.readouterr().out
+    shrunk, plain = params_by_exercise(str(tmp_path)), params_by_exercise(trained.output)
+    assert set(shrunk) == set(plain)   # --min_samples still decides what is fitted
+    assert all(record["shrunk_to_global"] for record in shrunk.values())
+    assert all(np.max(np.abs(np.subtract(shrunk[e]["theta"], plain[e]["theta"]))) > 1e-3
+               for e in shrunk)
+
+
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "pipelines.train_knowledge_model", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
