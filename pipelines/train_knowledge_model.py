@@ -61,6 +61,16 @@ def add_knowledge_model_arguments(parser) -> None:
                             "exercises' penalty). Written to global_fit/ and the run "
                             "summary; the served parameters stay per exercise. "
                             "--min_samples still applies.")
+    group.add_argument("--student_features", action="store_true",
+                       help="Add student-level features to every row, computed before the "
+                            "attempt over ALL of the student's exercises: log(1 + attempts), "
+                            "log(1 + correct answers) and the correct rate smoothed as "
+                            "(correct + 1) / (attempts + 2). They sit after the six "
+                            "knowledge features in theta; the run summary (and a "
+                            "Datastore version) records it, so serving and the monitor "
+                            "compute the same vector. Not with --state_input, "
+                            "--state_output or --state_dir (saved states lack these "
+                            "counts).")
     group.add_argument("--max_iterations", type=positive_int,
                        default=FitSettings.max_iterations,
                        help="L-BFGS iteration limit per exercise.")

@@ -20,6 +20,7 @@ from models.exercise_model import holdout_mask
 from models.knowledge_state import ComponentCache, reference_replay, sessionize, user_hash
 from models.logistic import fit_logistic, objective
 from models.problem_log import ProblemLogParser, format_timestamp
+from models import serving
 from pipelines import generate_sample
 from pipelines.train_knowledge_model import run
 from tests.jsonl import read_jsonl
@@ -411,6 +412,47 @@ def test_shrink_to_global_with_l2_candidates(sample, trained, capsys, tmp_path):
     assert all(record["shrunk_to_global"] for record in shrunk.values())
     assert all(np.max(np.abs(np.subtract(shrunk[e]["theta"], plain[e]["theta"]))) > 1e-3
                for e in shrunk)
+
+
+def test_student_features_end_to_end(sample, raw_records, tmp_path):
+    """--student_features: the training rows equal the one-attempt-at-a-time
+    reference with the student counts, the summary names the columns, and the
+    model serving loads from the output predicts each attempt exactly as
+    sigmoid(theta . x) of its training row."""
+    output, rows_dir = str(tmp_path / "out"), str(tmp_path / "rows")
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", output,
+                   "--training_rows_output", rows_dir, *COMMON, "--student_features"])
+    assert summary["model"]["student_features"] is True
+    names = summary["model"]["feature_names"]
+    assert names[7:10] == ["log_student_done", "log_student_correct",
+                           "student_percent_correct"] and len(names) == 10 + D
+    parse = ProblemLogParser()
+    by_user = {}
+    for raw in raw_records:
+        parsed = parse(raw)
+        by_user.setdefault(parsed.user, []).append(parsed)
+    components = ComponentCache(SEED, D)
+    expected = {}
+    for logs in by_user.values():
+        for entry, x in reference_replay(sessionize(logs)[0], components,
+                                         student_features=True):
+            expected[(entry.user, entry.exercise, format_timestamp(entry.time_done))] = x
+    emitted = read_jsonl(os.path.join(rows_dir, "*.jsonl"))
+    assert len(emitted) == len(expected)
+    for row in emitted:
+        np.testing.assert_allclose(row["x"], expected[(row["user"], row["exercise"],
+                                                       row["time_done"])], rtol=0, atol=1e-12)
+    model = serving.load_local(output)
+    assert model.student_features
+    params = params_by_exercise(output)
+    assert all(len(record["theta"]) == 10 + D for record in params.values())
+    x_by_key = {(row["user"], row["exercise"], row["time_done"]): row["x"] for row in emitted}
+    for user in sorted(by_user)[:20]:
+        for entry, p in model.predict_each(by_user[user]):
+            if entry.exercise in params:
+                x = x_by_key[(entry.user, entry.exercise, format_timestamp(entry.time_done))]
+                logit = np.dot(params[entry.exercise]["theta"], x)
+                assert p == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-12)
 
 
 def cli(*args):

@@ -59,6 +59,11 @@ def validate(options) -> dict:
     their types, pipelines.option_types, when the command line was parsed.)"""
     if not options.output:
         raise ValueError("--output is required")
+    if options.student_features and (options.state_input or options.state_output
+                                     or options.state_dir):
+        raise ValueError("--student_features cannot be used with --state_input, "
+                         "--state_output or --state_dir: saved student states do not hold "
+                         "the counts over all exercises")
     read, start = read_window(options)
     settings = {
         "train_from": day_start_micros(start),
@@ -104,6 +109,11 @@ def active_baseline(options, settings):
         return None, {**baseline, "baseline_note": (
             f"its seed and dimension ({header['seed']}, {header['num_random_features']}) "
             f"differ from this run's, so its features differ")}
+    if bool(header.get("student_features")) != options.student_features:
+        return None, {**baseline, "baseline_note": (
+            f"it was trained {'with' if header.get('student_features') else 'without'} "
+            f"--student_features and this run {'is' if options.student_features else 'is not'}"
+            f", so its features differ")}
     return {record["exercise"]: record["theta"] for record in params}, baseline
 
 
@@ -137,7 +147,7 @@ def build(pipeline, options, settings: dict) -> None:
         options.max_attempts_per_student, saved_states=saved_state.continues)
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
         options.seed, options.num_random_features, settings["problem_number_range"],
-        emit_from=settings["train_from"])
+        emit_from=settings["train_from"], student_features=options.student_features)
     rows = saved_state.save(replayed[STATES], replayed[ROWS], settings, fit_settings)
     fits = rows | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
@@ -194,7 +204,9 @@ def version_header(options, settings) -> dict:
     return {"run_id": settings["run_id"], "trained_at": settings["trained_at"],
             "seed": options.seed, "num_random_features": options.num_random_features,
             "problem_number_range": options.problem_number_range,
-            "feature_names": feature_names(options.num_random_features),
+            "feature_names": feature_names(options.num_random_features,
+                                           options.student_features),
+            **({"student_features": True} if options.student_features else {}),
             "input": settings["source"].description}
 
 
@@ -252,8 +264,9 @@ def run(argv=None) -> dict:
         "seed": options.seed,
         "num_random_features": options.num_random_features,
         "problem_number_range": list(settings["problem_number_range"]),
-        "feature_names": feature_names(options.num_random_features),
+        "feature_names": feature_names(options.num_random_features, options.student_features),
         **({"shrink_to_global": True} if options.shrink_to_global else {}),
+        **({"student_features": True} if options.student_features else {}),
     }
     summary["input"] = settings["source"].description
     summary["outputs"] = {
