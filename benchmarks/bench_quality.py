@@ -1,5 +1,5 @@
 """Benchmark: how well the knowledge model predicts held-out students, against
-the field's baselines trained on the same rows. One script (~570 lines) on
+the field's baselines trained on the same rows. One script (~620 lines) on
 purpose: the baselines are written here from their papers and must not share
 code with the pipeline they are compared with.
 
