@@ -1,5 +1,5 @@
 """Benchmark: how well the knowledge model predicts held-out students, against
-the field's baselines trained on the same rows. One script (~570 lines) on
+the field's baselines trained on the same rows. One script (~620 lines) on
 purpose: the baselines are written here from their papers and must not share
 code with the pipeline they are compared with.
 
@@ -25,7 +25,11 @@ label):
   per exercise (whitened L-BFGS). Regularisation: --l2. An exercise it skips
   (too few rows, one class) is predicted by its training base rate. When
   validation chooses another l2 than the pipeline's default (--l2 30), the
-  default is scored too ("ours, --l2 30").
+  default is scored too ("ours, --l2 30"). Three variants run the pipeline's
+  options through the same code: "ours + shrinkage" (--shrink_to_global: the
+  global fit of transforms.fit on the fit rows, fit_exercise shrunk toward
+  it), "ours + student features" (--student_features: replay_batch adds the
+  student-level counts) and "ours + both"; each chooses its own l2.
 * PFA (Pavlik, Cen, Koedinger 2009): one global logistic regression,
   logit = beta_e + gamma_e * successes + rho_e * failures, where successes and
   failures are the student's earlier answers on exercise e (the KC).
@@ -51,9 +55,9 @@ weights, on the summed log likelihood). The IRT fit is scipy's L-BFGS.
 
 Reported per model on the held-out students' attempts: mean log likelihood per
 attempt (nats), AUC, their 95% intervals from a bootstrap over held-out
-students, the paired difference from the knowledge model's log likelihood
-(same bootstrap), and on the sample the fraction of (oracle - base rate) the
-model recovers. A report, not a test: no assertions.
+students, the paired differences from the knowledge model's and from
+Best-LR's log likelihood (same bootstrap), and on the sample the fraction of
+(oracle - base rate) the model recovers. A report, not a test: no assertions.
 
 Data sets: `sample` is models/simulation.py's generator (the logs
 `pipelines.generate_sample` writes for the same --students and --seed).
@@ -83,7 +87,9 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from models import simulation  # noqa: E402
-from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys  # noqa: E402
+from models.exercise_model import (FitSettings, bottom_k, fit_exercise, fit_global,  # noqa: E402
+                                   global_pool, sample_keys)
+from models.knowledge_state import TrainingRows  # noqa: E402
 from models.knowledge_state import ComponentCache, replay_batch  # noqa: E402
 from models.log_batch import LogBatch, sessionize_batch  # noqa: E402
 from models.problem_log import OPTIONAL_INT_FIELDS  # noqa: E402
@@ -95,19 +101,30 @@ FIT, VALIDATION, TEST = 0, 1, 2
 WINDOWS = (("hour", 3600), ("day", 86_400), ("week", 7 * 86_400), ("month", 30 * 86_400),
            ("all", None))
 IRT_ITEM_PRECISION = 1.0    # b ~ N(0, 1 / this), fixed
+L2_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0)
 GRIDS = {   # regularisation candidates per model; --quick keeps the 2nd to 4th
     "base rate": (1.0, 3.0, 10.0, 30.0, 100.0),
-    "knowledge model": (10.0, 30.0, 100.0, 300.0, 1000.0),
+    "knowledge model": L2_GRID,
+    "ours + shrinkage": L2_GRID,
+    "ours + student features": L2_GRID,
+    "ours + both": L2_GRID,
     "PFA": (0.1, 1.0, 10.0, 100.0, 1000.0),
     "IRT-1PL online": (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
     "Best-LR": (0.1, 1.0, 10.0, 100.0, 1000.0),
 }
 HYPER_NAMES = {"base rate": "pseudo-count", "knowledge model": "l2", "PFA": "l2",
+               "ours + shrinkage": "l2", "ours + student features": "l2", "ours + both": "l2",
                "IRT-1PL online": "prior sd", "Best-LR": "l2"}
 OURS = "knowledge model"
 # The pipeline's --l2 default: also scored when validation chooses another value.
 PIPELINE_DEFAULT_L2 = FitSettings.l2
 OURS_DEFAULT = f"ours, --l2 {PIPELINE_DEFAULT_L2:g}"
+# The pipeline's options, one variant each and both (validation chooses l2 for each).
+OURS_SHRUNK = "ours + shrinkage"          # --shrink_to_global
+OURS_STUDENT = "ours + student features"  # --student_features
+OURS_BOTH = "ours + both"
+BEST_LR = "Best-LR"
+NAME_WIDTH = 24
 LSAT7_NOTE = ("LSAT Section 7 (Bock & Aitkin 1981), 1,000 examinees x 5 binary items, from "
               "the mirt package {version} (MIT licence; mirt.load_dataset('LSAT7'))")
 
@@ -362,7 +379,8 @@ def irt_online(r: Responses):
 class KnowledgeModel:
     """The pipeline's replay and per-exercise fit (models/), on our split."""
 
-    def __init__(self, r: Responses, settings: Optional[FitSettings] = None):
+    def __init__(self, r: Responses, settings: Optional[FitSettings] = None,
+                 student_features: bool = False):
         self.r, self.settings = r, settings or FitSettings()
         settings = self.settings
         self.components = ComponentCache(settings.seed, settings.num_random_features)
@@ -377,10 +395,29 @@ class KnowledgeModel:
             optional=np.zeros((n, len(OPTIONAL_INT_FIELDS)), np.int64),
             optional_present=np.zeros((n, len(OPTIONAL_INT_FIELDS)), bool))
         sessionized = sessionize_batch(batch)
-        self.rows = replay_batch(sessionized.logs, sessionized.student_starts, self.components)
+        self.rows = replay_batch(sessionized.logs, sessionized.student_starts, self.components,
+                                 student_features=student_features)
         # Names sort like the codes, so the replay keeps the rows' order.
         assert np.array_equal(self.rows.time_done, r.time_done), "replay reordered the rows"
         self.note = ""
+
+    def samples(self, fit_rows):
+        """(exercise code, its training rows, their bottom-k sample) per exercise."""
+        for code in range(len(self.r.exercise_names)):
+            train = np.flatnonzero((self.r.exercise == code) & fit_rows)
+            rows = self.rows.take(train)
+            yield code, train, bottom_k(rows, sample_keys(rows, self.settings.seed),
+                                        self.settings.max_samples)[0]
+
+    def global_theta(self, fit_rows, l2):
+        """transforms.fit's global fit, on the fit rows: the pooled share of
+        every exercise's sample, capped by bottom_k."""
+        settings = dataclasses.replace(self.settings, holdout_fraction=0.0, l2=l2)
+        pool = TrainingRows.concatenate([global_pool(sample, settings)
+                                         for _, _, sample in self.samples(fit_rows)])
+        pool, _ = bottom_k(pool, sample_keys(pool, settings.seed), settings.global_max_rows)
+        theta = fit_global(pool, settings, self.components)["theta"]
+        return None if theta is None else np.asarray(theta)
 
     def __call__(self, fit_rows, predict_rows, candidates):
         r, settings = self.r, self.settings
@@ -388,17 +425,17 @@ class KnowledgeModel:
         where = np.full(len(r), -1)
         where[predict_rows] = np.arange(predict_rows.sum())
         fallback = 0
-        for code, name in enumerate(r.exercise_names):
-            mine = r.exercise == code
-            train, target = np.flatnonzero(mine & fit_rows), np.flatnonzero(mine & predict_rows)
+        prior = (self.global_theta(fit_rows, settings.l2) if settings.shrink_to_global
+                 else None)
+        for code, train, sample in self.samples(fit_rows):
+            name = r.exercise_names[code]
+            target = np.flatnonzero((r.exercise == code) & predict_rows)
             if not len(target):
                 continue
-            rows = self.rows.take(train)
-            sample, _ = bottom_k(rows, sample_keys(rows, settings.seed), settings.max_samples)
             outcome, record = fit_exercise(
                 name, sample, len(train), dataclasses.replace(
                     settings, holdout_fraction=0.0, l2_candidates=tuple(candidates)),
-                components=self.components)
+                components=self.components, prior=prior)
             if outcome == "fitted":
                 x = self.rows.take(target).features(self.components)
                 for l2, fitted in zip(candidates, record["candidates"]):
@@ -458,6 +495,10 @@ def bootstrap_scores(user: np.ndarray, labels: np.ndarray, logits: Dict[str, np.
         if OURS in ll and name != OURS:
             result["difference"] = weights @ (ll_sums[name] - ll_sums[OURS]) / rows_per_replicate
             result["difference_mean"] = result["ll"] - float(ll[OURS].mean())
+        if BEST_LR in ll and name != BEST_LR:
+            result["vs_best_lr"] = (weights @ (ll_sums[name] - ll_sums[BEST_LR])
+                                    / rows_per_replicate)
+            result["vs_best_lr_mean"] = result["ll"] - float(ll[BEST_LR].mean())
         results[name] = result
     return results
 
@@ -486,9 +527,13 @@ def evaluate(r: Responses, grids: Dict[str, Sequence[float]], replicates: int,
           f"({validation.sum():,} attempts) choose each model's regularisation")
 
     models = {"base rate": base_rate, OURS: KnowledgeModel,
+              OURS_SHRUNK: lambda r: KnowledgeModel(r, FitSettings(shrink_to_global=True)),
+              OURS_STUDENT: lambda r: KnowledgeModel(r, student_features=True),
+              OURS_BOTH: lambda r: KnowledgeModel(r, FitSettings(shrink_to_global=True),
+                                                  student_features=True),
               "PFA": lambda r: global_regression(r, pfa_design(r)),
               "IRT-1PL online": irt_online,
-              "Best-LR": lambda r: global_regression(r, best_lr_design(r))}
+              BEST_LR: lambda r: global_regression(r, best_lr_design(r))}
     logits, chosen, seconds = {}, {}, {}
     for name, make in models.items():
         clock = time.monotonic()
@@ -504,7 +549,7 @@ def evaluate(r: Responses, grids: Dict[str, Sequence[float]], replicates: int,
             logits[OURS_DEFAULT] = test_logits[PIPELINE_DEFAULT_L2]
             chosen[OURS_DEFAULT], seconds[OURS_DEFAULT] = "pipeline default", 0.0
         shown = ", ".join(f"{h:g}: {ll:.4f}" for h, ll in sorted(validation_ll.items()))
-        print(f"   {name:<16} validation LL by {HYPER_NAMES[name]}: {shown} -> {best:g} "
+        print(f"   {name:<{NAME_WIDTH}} validation LL by {HYPER_NAMES[name]}: {shown} -> {best:g} "
               f"({seconds[name]:.1f} s{getattr(fit_predict, 'note', '')})")
     if r.p_true is not None:
         logits["oracle"] = _logit(r.p_true[test])
@@ -518,21 +563,23 @@ def print_table(scores: Dict[str, dict], chosen: Dict[str, str], seconds: Dict[s
                 replicates: int) -> None:
     base = scores["base rate"]["ll"]
     oracle = scores["oracle"]["ll"] if "oracle" in scores else None
-    header = (f"   {'model':<16} {'chosen':<16} {'held-out LL [95%]':<28} {'AUC [95%]':<26} "
-              f"{'LL - ours [95%]':<29} {'recovered':>9} {'seconds':>8}")
+    header = (f"   {'model':<{NAME_WIDTH}} {'chosen':<16} {'held-out LL [95%]':<28} "
+              f"{'AUC [95%]':<26} {'LL - ours [95%]':<29} {'LL - Best-LR [95%]':<29} "
+              f"{'recovered':>9} {'seconds':>8}")
     print(f"\n   held-out students' attempts; intervals: bootstrap over held-out students "
-          f"({replicates} replicates); recovered: (LL - base rate) / (oracle - base rate)")
+          f"({replicates} replicates, paired); recovered: (LL - base rate) / (oracle - base "
+          f"rate)")
     print(header)
     print("   " + "-" * (len(header) - 3))
     for name, s in scores.items():
         low, high = interval(s["ll_boot"])
         auc_low, auc_high = interval(s["auc_boot"])
-        difference = "" if "difference" not in s else (
-            "{:+.4f} [{:+.4f}, {:+.4f}]".format(s["difference_mean"], *interval(s["difference"])))
+        difference, vs_best_lr = ("" if key not in s else "{:+.4f} [{:+.4f}, {:+.4f}]".format(
+            s[f"{key}_mean"], *interval(s[key])) for key in ("difference", "vs_best_lr"))
         recovered = "" if oracle is None else f"{(s['ll'] - base) / (oracle - base):.0%}"
-        print(f"   {name:<16} {chosen[name]:<16} {s['ll']:.4f} [{low:.4f}, {high:.4f}]  "
+        print(f"   {name:<{NAME_WIDTH}} {chosen[name]:<16} {s['ll']:.4f} [{low:.4f}, {high:.4f}]  "
               f"{s['auc']:.4f} [{auc_low:.4f}, {auc_high:.4f}]  {difference:<29} "
-              f"{recovered:>9} {seconds[name]:>8.1f}")
+              f"{vs_best_lr:<29} {recovered:>9} {seconds[name]:>8.1f}")
 
 
 def main(argv=None):

@@ -63,9 +63,46 @@ def _mean_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> Optional[flo
     return float(np.mean(log_likelihoods(logits, labels)))
 
 
+def global_pool(rows: TrainingRows, settings: FitSettings) -> TrainingRows:
+    """An exercise's share of the global fit's rows: the first
+    settings.global_rows_per_exercise training-side rows of its sample in
+    sample-key order (never a held-out user's). The same share for every
+    exercise, so the global theta is an average over exercises rather than
+    the busiest exercises' fit."""
+    rows = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
+    train = np.flatnonzero(~holdout_mask(rows, settings.seed, settings.holdout_fraction))
+    return rows.take(train[:settings.global_rows_per_exercise])
+
+
+def fit_global(rows: TrainingRows, settings: FitSettings,
+               components: Optional[ComponentCache] = None) -> Dict:
+    """The global fit over the pooled rows (global_pool of every exercise,
+    capped by bottom_k to settings.global_max_rows) with penalty settings.l2:
+    the centre the exercises are shrunk toward. theta is None (the exercises
+    are then shrunk toward zero, as without the option) when the pool is
+    empty or has one class, which leaves no finite fit."""
+    labels = rows.correct.astype(np.float64)
+    record = {"l2": settings.l2, "num_rows": len(rows),
+              "num_exercises": len(set(rows.exercise.tolist())),
+              "rows_per_exercise": settings.global_rows_per_exercise,
+              "max_rows": settings.global_max_rows, "theta": None}
+    positives = int(labels.sum())
+    if positives in (0, len(rows)):
+        return {**record, "note": "no rows of both classes: exercises shrunk toward zero"}
+    x = rows.features(components or ComponentCache(settings.seed, settings.num_random_features))
+    fit = fit_logistic(x, labels, settings.l2, settings.max_iterations)
+    if not np.all(np.isfinite(fit.theta)):
+        return {**record, "note": f"non-finite global fit ({fit.message}): exercises shrunk "
+                                  f"toward zero"}
+    return {**record, "theta": [float(value) for value in fit.theta],
+            "train_log_likelihood": _mean_log_likelihood(x @ fit.theta, labels),
+            "converged": fit.converged, "iterations": fit.iterations}
+
+
 def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
                  settings: FitSettings, baseline: Optional[Dict[str, list]] = None,
-                 components: Optional[ComponentCache] = None) -> Tuple[str, Dict]:
+                 components: Optional[ComponentCache] = None,
+                 prior: Optional[np.ndarray] = None) -> Tuple[str, Dict]:
     """Returns ("fitted", parameter record) or ("skipped", record with reason).
     With settings.l2_candidates the fitted record holds one parameter record
     per candidate ("candidates") and their holdout log likelihoods; select_l2
@@ -76,7 +113,9 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     of another version with the same features; its holdout log likelihood on
     the same rows is recorded (None for an exercise it lacks). `components`:
     a cache of the settings' seed and dimension shared across fits (a vector
-    costs a SHA-256 and D normal draws; thousands of exercises share keys)."""
+    costs a SHA-256 and D normal draws; thousands of exercises share keys).
+    `prior`: the theta the weights are shrunk toward (fit_global's; with None,
+    toward zero as always); the records then say so ("shrunk_to_global")."""
     order = deterministic_order(rows, sample_keys(rows, settings.seed))
     if np.any(order != np.arange(len(rows))):  # bottom_k's samples come in order already
         rows = rows.take(order)
@@ -108,7 +147,8 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
             x_holdout @ np.asarray(theta), labels[holdout])
     records = []
     for l2 in settings.l2_candidates or (settings.l2,):
-        fit = fit_logistic(x_train, labels[train], l2, settings.max_iterations)
+        fit = fit_logistic(x_train, labels[train], l2, settings.max_iterations,
+                           prior_mean=prior)
         if not np.all(np.isfinite(fit.theta)):
             return skipped("non_finite_fit", fit.message)
         train_logits, holdout_logits = x_train @ fit.theta, x_holdout @ fit.theta
@@ -127,6 +167,7 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
             "converged": fit.converged,
             "iterations": fit.iterations,
             **compared,
+            **({} if prior is None else {"shrunk_to_global": True}),
             "model_version": settings.model_version,
             "trained_at": settings.trained_at,
         })

@@ -2,7 +2,7 @@
 
 Two implementations of the feature contract (docs/how-it-works.md) live here on
 purpose, with the training-row block both produce and the saved-state
-events a replay continues from (about 540 lines: kept together so the
+events a replay continues from (about 560 lines: kept together so the
 contract has one home, and the tests hold the two equal):
 
 * ExerciseState / KnowledgeState: one attempt at a time, written to read like
@@ -25,6 +25,8 @@ import scipy.sparse
 
 from models.log_batch import Columns, LogBatch, name_hashes
 from models.problem_log import ProblemLog
+from models.student_features import (STUDENT_FEATURE_NAMES, StudentTotals,
+                                     student_feature_columns)
 
 WINDOW = 20
 EWMA_START = 0.9
@@ -37,9 +39,11 @@ NUM_BASE_FEATURES = len(BASE_FEATURE_NAMES)
 ComponentKey = Tuple[str, str, bool]  # (exercise, problem_type, correct)
 
 
-def feature_names(num_random_features: int) -> List[str]:
-    return list(BASE_FEATURE_NAMES) + [
-        f"random_{i + 1}" for i in range(num_random_features)]
+def feature_names(num_random_features: int, student_features: bool = False) -> List[str]:
+    """x's columns: bias, the knowledge features, with --student_features the
+    student-level ones (models.student_features), then r."""
+    return (list(BASE_FEATURE_NAMES) + list(STUDENT_FEATURE_NAMES if student_features else ())
+            + [f"random_{i + 1}" for i in range(num_random_features)])
 
 
 def random_component(key: ComponentKey, seed: int, dim: int) -> np.ndarray:
@@ -116,19 +120,24 @@ class ExerciseState:
 
 
 class KnowledgeState:
-    """One student's state: an ExerciseState per exercise plus the random vector r."""
+    """One student's state: an ExerciseState per exercise plus the random vector r
+    (and, with student_features, the counts over all exercises)."""
 
-    def __init__(self, components: ComponentCache):
+    def __init__(self, components: ComponentCache, student_features: bool = False):
         self.components = components
         self.exercises: Dict[str, ExerciseState] = {}
         self.random_features = np.zeros(components.dim)
+        self.totals = StudentTotals() if student_features else None
 
     def features(self, exercise: str) -> np.ndarray:
         state = self.exercises.get(exercise) or ExerciseState()
-        return np.concatenate(([1.0], state.features(), self.random_features))
+        student = self.totals.features() if self.totals is not None else []
+        return np.concatenate(([1.0], state.features(), student, self.random_features))
 
     def update(self, log: ProblemLog) -> None:
         self.exercises.setdefault(log.exercise, ExerciseState()).update(log.correct)
+        if self.totals is not None:
+            self.totals.update(log.correct)
         if log.problem_number == 1:
             self.random_features = self.random_features + self.components(
                 (log.exercise, log.problem_type, log.correct))
@@ -214,10 +223,11 @@ def _sort_key(log: ProblemLog):
 
 
 def reference_replay(logs: Sequence[ProblemLog], components: ComponentCache,
-                     problem_number_range=(1, None)) -> List[Tuple[ProblemLog, np.ndarray]]:
+                     problem_number_range=(1, None), student_features: bool = False
+                     ) -> List[Tuple[ProblemLog, np.ndarray]]:
     """Specification-shaped replay of one sessionized student: (log, x) rows."""
     low, high = problem_number_range
-    state = KnowledgeState(components)
+    state = KnowledgeState(components, student_features)
     rows = []
     for log in logs:
         if log.problem_number >= low and (high is None or log.problem_number < high):
@@ -270,7 +280,9 @@ class TrainingRows(Columns):
         self.time_done = time_done            # int64 epoch microseconds
         self.problem_number = problem_number  # int64
         self.correct = correct                # bool
-        self.base = base                      # float64 (rows, NUM_BASE_FEATURES), bias first
+        # float64 (rows, NUM_BASE_FEATURES [+ NUM_STUDENT_FEATURES]), bias first:
+        # every dense column of x before r
+        self.base = base
         self.update_indptr = update_indptr    # int64 (rows + 1)
         self.update_ids = update_ids          # int32 indices into component_keys
         self.component_keys = component_keys  # tuple of ComponentKey
@@ -367,12 +379,13 @@ class TrainingRows(Columns):
                 rows.dense_rows[dense] - low, rows.dense_r[dense])
 
     def features(self, components: "ComponentCache") -> np.ndarray:
-        """The dense x = [bias, base features, r]: (rows, NUM_BASE_FEATURES + D).
+        """The dense x = [bias, base features, r]: (rows, base columns + D).
         r is the sum of the row's components (the one-attempt-at-a-time replay
         adds them in another order: equal to rounding, ~1e-16)."""
+        width = self.base.shape[1]
         # Fortran order: the fit's matrix-vector products run 2x faster on it.
-        x = np.zeros((len(self), NUM_BASE_FEATURES + components.dim), order="F")
-        x[:, :NUM_BASE_FEATURES] = self.base
+        x = np.zeros((len(self), width + components.dim), order="F")
+        x[:, :width] = self.base
         if len(self.update_ids):
             vectors = np.array([components(key) for key in self.component_keys])
             # r = (rows x keys counts) @ (keys x D): one sparse product in C
@@ -380,9 +393,9 @@ class TrainingRows(Columns):
             updates = scipy.sparse.csr_matrix(
                 (np.ones(len(self.update_ids)), self.update_ids, self.update_indptr),
                 shape=(len(self), len(self.component_keys)))
-            x[:, NUM_BASE_FEATURES:] = updates @ vectors
+            x[:, width:] = updates @ vectors
         if len(self.dense_rows):
-            x[self.dense_rows, NUM_BASE_FEATURES:] = self.dense_r
+            x[self.dense_rows, width:] = self.dense_r
         return x
 
 
@@ -450,14 +463,15 @@ class PriorEvents(NamedTuple):
 
 
 def replay_students(students: Sequence[Sequence[ProblemLog]], components: ComponentCache,
-                    problem_number_range=(1, None)) -> TrainingRows:
+                    problem_number_range=(1, None), student_features: bool = False
+                    ) -> TrainingRows:
     """Replay a batch of sessionized students (each a time-ordered list of logs)
     and return the emitted training rows in (student, time) order. The keys of
     the random components the rows use are added to `components.used`."""
     lengths = [len(logs) for logs in students if logs]
     batch = LogBatch.from_logs([log for logs in students for log in logs])
     return replay_batch(batch, np.r_[0, np.cumsum(lengths, dtype=np.int64)], components,
-                        problem_number_range)
+                        problem_number_range, student_features=student_features)
 
 
 def _no_prior(batch: LogBatch) -> PriorEvents:
@@ -469,15 +483,20 @@ def _no_prior(batch: LogBatch) -> PriorEvents:
 
 def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: ComponentCache,
                  problem_number_range=(1, None),
-                 prior: Optional[PriorEvents] = None) -> TrainingRows:
+                 prior: Optional[PriorEvents] = None,
+                 student_features: bool = False) -> TrainingRows:
     """replay_students on columns: `batch` holds sessionized students (every
     problem_number set), student i in rows student_starts[i]:student_starts[i+1]
     in time order (models.log_batch.sessionize_batch gives this). With `prior`
-    the students start from their saved states instead of empty ones.
+    the students start from their saved states instead of empty ones. With
+    `student_features` the base columns also hold models.student_features'
+    (saved states do not hold their counts, so not together with `prior`).
 
     A row's random part lists only its own student's earlier updates, so rows do
     not depend on which other students share the batch (results are identical
     however Beam bundles the work)."""
+    if student_features and prior is not None:
+        raise ValueError("student features cannot continue from saved states")
     n = len(batch)
     lengths = np.diff(student_starts)
     if n == 0:
@@ -530,9 +549,12 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     if high is not None:
         emit &= problem_number < high
     rows = np.flatnonzero(emit)
-    base_x = np.empty((len(rows), NUM_BASE_FEATURES))
+    student = student_feature_columns(student_starts, correct)[rows] if student_features else None
+    base_x = np.empty((len(rows), NUM_BASE_FEATURES + (0 if student is None else student.shape[1])))
     base_x[:, 0] = 1.0
-    base_x[:, 1:] = base[rows]
+    base_x[:, 1:NUM_BASE_FEATURES] = base[rows]
+    if student is not None:
+        base_x[:, NUM_BASE_FEATURES:] = student
     # Row i's updates are update_key_ids[updates_start[i]:updates_before_row[i]].
     starts, stops = updates_start[rows], updates_before_row[rows]
     dense = {}

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from models.knowledge_state import ComponentCache, KnowledgeState, sessionize
+from models.knowledge_state import ComponentCache, KnowledgeState, feature_names, sessionize
 from models.log_batch import LogBatch, sessionize_batch
 from models.problem_log import ProblemLog
 from models.student_state import StudentStates, knowledge_state
@@ -28,25 +28,29 @@ class KnowledgeModel:
     """Per-exercise theta plus the components, for one model version."""
 
     def __init__(self, params: Dict[str, np.ndarray], components: ComponentCache,
-                 model_version: str = ""):
+                 model_version: str = "", student_features: bool = False):
         self.params = params
         self.components = components
         self.model_version = model_version
+        # A version trained with --student_features: x also holds
+        # models.student_features' columns (recorded with the version).
+        self.student_features = student_features
 
     @classmethod
     def from_records(cls, params_records: Iterable[dict], component_records: Iterable[dict],
-                     seed: int, num_random_features: int, model_version: str = ""):
+                     seed: int, num_random_features: int, model_version: str = "",
+                     student_features: bool = False):
         components = ComponentCache(seed, num_random_features)
         for record in component_records:
             key = (record["exercise"], record["problem_type"], bool(record["correct"]))
             components.vectors[key] = np.asarray(record["vector"], dtype=float)
         params = {record["exercise"]: np.asarray(record["theta"], dtype=float)
                   for record in params_records}
-        expected = 1 + 6 + num_random_features
+        expected = len(feature_names(num_random_features, student_features))
         wrong = [name for name, theta in params.items() if theta.shape != (expected,)]
         if wrong:
             raise ValueError(f"theta of {wrong[0]!r} does not have {expected} values")
-        return cls(params, components, model_version)
+        return cls(params, components, model_version, student_features)
 
     def state(self, history: Iterable[ProblemLog],
               saved: Optional[StudentStates] = None) -> KnowledgeState:
@@ -56,7 +60,11 @@ class KnowledgeModel:
         then the attempts of `history` it does not hold, sessionized as the
         training run that continues from it would."""
         if saved is None:
-            state, logs = KnowledgeState(self.components), sessionize(history)[0]
+            state = KnowledgeState(self.components, self.student_features)
+            logs = sessionize(history)[0]
+        elif self.student_features:
+            raise ValueError("a version trained with --student_features predicts from the "
+                             "whole history: saved states lack its counts")
         else:
             state = knowledge_state(saved, self.components)
             logs = sessionize_batch(LogBatch.from_logs(list(history)), prior=saved).logs.logs()
@@ -77,7 +85,7 @@ class KnowledgeModel:
                      ) -> List[Tuple[ProblemLog, Optional[float]]]:
         """For every attempt in the sessionized history, the prediction made
         just before it: what serving would have said at that moment."""
-        state = KnowledgeState(self.components)
+        state = KnowledgeState(self.components, self.student_features)
         predictions = []
         for log in sessionize(history)[0]:
             theta = self.params.get(log.exercise)
@@ -102,7 +110,8 @@ def load_local(output_dir: str, read_text=_read_text) -> KnowledgeModel:
     settings = json.loads(read_text(os.path.join(output_dir, "run_summary.json")))["model"]
     return KnowledgeModel.from_records(
         json_lines("params", "params.jsonl"), json_lines("components", "components.jsonl"),
-        settings["seed"], settings["num_random_features"], settings["model_version"])
+        settings["seed"], settings["num_random_features"], settings["model_version"],
+        bool(settings.get("student_features")))
 
 
 def load_version(registry, version: Optional[str] = None) -> KnowledgeModel:
@@ -113,7 +122,8 @@ def load_version(registry, version: Optional[str] = None) -> KnowledgeModel:
         raise ModelNotFound("no model version is active")
     header, params, components = registry.load(version)
     return KnowledgeModel.from_records(params, components, header["seed"],
-                                       header["num_random_features"], version)
+                                       header["num_random_features"], version,
+                                       bool(header.get("student_features")))
 
 
 def load_active(project: str, namespace: Optional[str] = None) -> KnowledgeModel:

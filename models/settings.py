@@ -24,5 +24,12 @@ class FitSettings:
     max_iterations: int = 500
     seed: int = 0
     num_random_features: int = DEFAULT_NUM_RANDOM_FEATURES
+    # Shrink every exercise's theta toward one global fit instead of toward
+    # zero (models.exercise_model.fit_global); the global fit pools the first
+    # global_rows_per_exercise training rows of each exercise's sample, at
+    # most global_max_rows in all, with penalty l2.
+    shrink_to_global: bool = False
+    global_rows_per_exercise: int = 1000
+    global_max_rows: int = 100000
     model_version: str = ""
     trained_at: str = ""

@@ -49,6 +49,28 @@ def add_knowledge_model_arguments(parser) -> None:
                             "(needs --holdout_fraction > 0; the choice is in the run "
                             "summary, and the holdout figures are then the chosen "
                             "candidate's, slightly optimistic).")
+    group.add_argument("--shrink_to_global", action="store_true",
+                       help="Shrink every exercise's theta toward one global fit instead "
+                            "of toward zero: the penalty becomes l2/2 * |theta - "
+                            "theta_global|^2 (bias excluded), so an exercise with few rows "
+                            "borrows from all the others. The global fit pools the first "
+                            f"{FitSettings.global_rows_per_exercise} training-side rows of "
+                            "every exercise's sample (never a holdout student's; at most "
+                            f"{FitSettings.global_max_rows:,} rows) and is fitted with "
+                            "--l2 (also with --l2_candidates, which then choose the "
+                            "exercises' penalty). Written to global_fit/ and the run "
+                            "summary; the served parameters stay per exercise. "
+                            "--min_samples still applies.")
+    group.add_argument("--student_features", action="store_true",
+                       help="Add student-level features to every row, computed before the "
+                            "attempt over ALL of the student's exercises: log(1 + attempts), "
+                            "log(1 + correct answers) and the correct rate smoothed as "
+                            "(correct + 1) / (attempts + 2). They sit after the six "
+                            "knowledge features in theta; the run summary (and a "
+                            "Datastore version) records it, so serving and the monitor "
+                            "compute the same vector. Not with --state_input, "
+                            "--state_output or --state_dir (saved states lack these "
+                            "counts).")
     group.add_argument("--max_iterations", type=positive_int,
                        default=FitSettings.max_iterations,
                        help="L-BFGS iteration limit per exercise.")

@@ -110,11 +110,13 @@ def test_no_feature_sees_its_own_or_a_later_label(row):
     before, after = (bq.online_irt_logits(x.user, x.item, x.correct, c, b, 1.0)
                      for x in (r, flipped))
     assert not np.any((before != after) & ~later)
-    model = bq.KnowledgeModel(r)
-    components = model.components
-    np.testing.assert_array_equal(
-        model.rows.features(components)[~later],
-        bq.KnowledgeModel(flipped).rows.features(components)[~later])
+    for student_features in (False, True):
+        model = bq.KnowledgeModel(r, student_features=student_features)
+        components = model.components
+        np.testing.assert_array_equal(
+            model.rows.features(components)[~later],
+            bq.KnowledgeModel(flipped, student_features=student_features)
+            .rows.features(components)[~later])
 
 
 def test_prior_counts_never_count_the_row_or_later_rows_at_the_same_instant():
@@ -207,7 +209,8 @@ def test_quick_run_end_to_end():
     out = done.stdout
     real = (("LSAT7 (real)", "ordered by item number") if importlib.util.find_spec("mirt")
             else ("LSAT7 skipped: ",))
-    for expected in ("sample, 300 students", "base rate", "knowledge model", "PFA",
+    for expected in ("sample, 300 students", "base rate", "knowledge model", "ours + shrinkage",
+                     "ours + student features", "ours + both", "LL - Best-LR", "PFA",
                      "IRT-1PL online", "Best-LR", "oracle") + real:
         assert expected in out, expected
     assert "Warning" not in done.stderr, done.stderr[-3000:]

@@ -14,8 +14,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.exercise_model import (
-    FitSettings, bottom_k, deterministic_order, fit_exercise, holdout_mask, sample_keys,
-    select_l2)
+    FitSettings, bottom_k, deterministic_order, fit_exercise, fit_global, global_pool,
+    holdout_mask, sample_keys, select_l2)
 from models.knowledge_state import (
     NUM_BASE_FEATURES, ComponentCache, TrainingRows, replay_students, sessionize)
 from models.problem_log import ProblemLog
@@ -397,3 +397,36 @@ def test_fit_beats_base_rate_on_data_from_a_known_logistic_model():
     y = labels[held]
     truth = np.mean(y * z - np.logaddexp(0, z))
     assert record["holdout_log_likelihood"] > truth - 0.03
+
+
+# --- the global fit of --shrink_to_global ----------------------------------------
+
+def test_global_pool_is_the_first_training_rows_by_sample_key(rows):
+    settings = FitSettings(holdout_fraction=0.3, global_rows_per_exercise=25)
+    pool = global_pool(rows, settings)
+    training = ~holdout_mask(rows, settings.seed, 0.3)
+    keys = sample_keys(rows, settings.seed)
+    expected = np.sort(keys[training])[:25]   # the 25 smallest keys of training-side rows
+    assert len(pool) == 25
+    assert not holdout_mask(pool, settings.seed, 0.3).any()
+    np.testing.assert_array_equal(sample_keys(pool, settings.seed), expected)
+    # an exercise with fewer training rows than the share gives them all
+    everything = global_pool(rows, dataclasses.replace(settings, global_rows_per_exercise=10**6))
+    assert len(everything) == training.sum()
+
+
+@pytest.mark.parametrize("label", [True, False])
+def test_a_single_class_pool_leaves_no_centre(rows, label):
+    record = fit_global(relabel(rows, np.full(len(rows), label)), FitSettings())
+    assert record["theta"] is None and "both classes" in record["note"]
+    assert fit_global(TrainingRows.empty(), FitSettings())["theta"] is None
+
+
+def test_fit_exercise_with_a_prior_records_it_and_moves_toward_it(rows):
+    settings = FitSettings(holdout_fraction=0.0, l2=100.0)
+    _, plain = fit_exercise("e", rows, len(rows), settings)
+    centre = np.r_[0.0, np.full(len(plain["theta"]) - 1, 0.5)]
+    _, shrunk = fit_exercise("e", rows, len(rows), settings, prior=centre)
+    assert shrunk["shrunk_to_global"] is True and "shrunk_to_global" not in plain
+    assert (np.linalg.norm(np.asarray(shrunk["theta"])[1:] - 0.5)
+            < np.linalg.norm(np.asarray(plain["theta"])[1:] - 0.5))

@@ -285,3 +285,63 @@ def test_base_rate_log_likelihood_by_hand():
         math.log(0.5), rel=1e-14)
     assert base_rate_log_likelihood(train, np.array([])) is None
     assert isinstance(base_rate_log_likelihood(train, np.array([True])), float)
+
+
+# --- shrinkage toward a centre (prior_mean) -----------------------------------------
+
+def centred_objective(theta, x, y, l2, centre):
+    """The penalised objective written out independently of models.logistic:
+    summed log-loss + l2/2 |weights - centre weights|^2 (bias free), over n."""
+    z = x @ theta
+    p = 1 / (1 + np.exp(-z))
+    loss = -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
+    difference = theta[1:] - centre[1:]
+    return (loss + 0.5 * l2 * difference @ difference) / len(y)
+
+
+def centred_gradient(theta, x, y, l2, centre):
+    p = 1 / (1 + np.exp(-(x @ theta)))
+    gradient = x.T @ (p - y)
+    gradient[1:] += l2 * (theta[1:] - centre[1:])
+    return gradient / len(y)
+
+
+@pytest.mark.parametrize("l2", [30.0, 300.0, 3.0])
+def test_fit_toward_a_centre_matches_an_independent_solver(problem, l2):
+    x, y, _ = problem
+    x, y = x[:400], y[:400]   # few rows: the centre matters
+    centre = np.array([5.0, 1.0, -2.0, 0.5, 0.2, 0.3, -1.0])   # its bias plays no part
+    ours = fit_logistic(x, y, l2=l2, prior_mean=centre)
+    assert ours.converged
+    reference = optimize.minimize(centred_objective, np.zeros(x.shape[1]),
+                                  args=(x, y, l2, centre), jac=centred_gradient,
+                                  method="BFGS", options={"gtol": 1e-11, "maxiter": 10000})
+    ours_value = centred_objective(ours.theta, x, y, l2, centre)
+    assert abs(ours_value - reference.fun) <= 1e-6 * abs(reference.fun)
+    np.testing.assert_allclose(ours.theta, reference.x, rtol=0, atol=1e-3)
+    # and the library's objective is the same function
+    assert objective(ours.theta, x, y, l2, centre)[0] == pytest.approx(ours_value, rel=1e-12)
+    # shrunk toward the centre, not toward zero: different from the plain fit
+    plain = fit_logistic(x, y, l2=l2).theta
+    assert (np.linalg.norm(ours.theta[1:] - centre[1:])
+            < np.linalg.norm(plain[1:] - centre[1:]))
+
+
+def test_a_huge_penalty_pins_the_weights_to_the_centre(problem):
+    """l2 -> infinity: the weights are the centre's, and the free bias is the
+    one-dimensional optimum with those weights (solved here by brentq)."""
+    x, y, _ = problem
+    centre = np.array([0.0, 1.0, -2.0, 0.5, 0.2, 0.3, -1.0])
+    ours = fit_logistic(x, y, l2=1e9, prior_mean=centre).theta
+    np.testing.assert_allclose(ours[1:], centre[1:], rtol=0, atol=1e-5)
+    offset = x[:, 1:] @ centre[1:]
+    bias = optimize.brentq(lambda b: np.sum(1 / (1 + np.exp(-(b + offset))) - y), -20, 20,
+                           xtol=1e-12)
+    assert ours[0] == pytest.approx(bias, abs=1e-4)
+
+
+def test_no_centre_is_the_zero_centre_exactly(problem):
+    x, y, _ = problem
+    plain = fit_logistic(x, y, l2=30.0).theta
+    zero = fit_logistic(x, y, l2=30.0, prior_mean=np.zeros(x.shape[1])).theta
+    np.testing.assert_allclose(zero, plain, rtol=0, atol=1e-6)

@@ -20,6 +20,7 @@ from models.exercise_model import holdout_mask
 from models.knowledge_state import ComponentCache, reference_replay, sessionize, user_hash
 from models.logistic import fit_logistic, objective
 from models.problem_log import ProblemLogParser, format_timestamp
+from models import serving
 from pipelines import generate_sample
 from pipelines.train_knowledge_model import run
 from tests.jsonl import read_jsonl
@@ -389,6 +390,69 @@ def test_l2_candidates_keep_the_best_on_the_holdout(sample, trained, capsys, tmp
         assert record["l2"] == selection["chosen"] and record["l2_candidates"] == candidates
         assert record["holdout_log_likelihood_by_l2"][candidates.index(selection["chosen"])] \
             == record["holdout_log_likelihood"]
+
+
+def test_shrink_to_global_with_l2_candidates(sample, trained, capsys, tmp_path):
+    """The global fit is written and summarised, every exercise says it was
+    shrunk, the parameters change, and --l2_candidates still chooses the
+    exercises' penalty (the global fit keeps --l2). The maths is checked
+    against independent solvers in tests/test_transforms_fit.py."""
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path),
+                   *COMMON, "--shrink_to_global", "--l2_candidates", "10,30,100"])
+    (written,) = read_jsonl(str(tmp_path / "global_fit" / "global_fit.jsonl"))
+    assert summary["global_fit"] == written
+    assert summary["model"]["shrink_to_global"] is True
+    assert "shrink_to_global" not in trained.summary["model"]
+    assert written["l2"] == L2 and len(written["theta"]) == 1 + 6 + D
+    assert 0 < written["num_rows"] <= 60 * 1000 and written["converged"]
+    assert summary["l2_selection"]["chosen"] in (10.0, 30.0, 100.0)
+    assert "Exercises shrunk toward a global fit over" in capsys.readouterr().out
+    shrunk, plain = params_by_exercise(str(tmp_path)), params_by_exercise(trained.output)
+    assert set(shrunk) == set(plain)   # --min_samples still decides what is fitted
+    assert all(record["shrunk_to_global"] for record in shrunk.values())
+    assert all(np.max(np.abs(np.subtract(shrunk[e]["theta"], plain[e]["theta"]))) > 1e-3
+               for e in shrunk)
+
+
+def test_student_features_end_to_end(sample, raw_records, tmp_path):
+    """--student_features: the training rows equal the one-attempt-at-a-time
+    reference with the student counts, the summary names the columns, and the
+    model serving loads from the output predicts each attempt exactly as
+    sigmoid(theta . x) of its training row."""
+    output, rows_dir = str(tmp_path / "out"), str(tmp_path / "rows")
+    summary = run(["--input", os.path.join(sample, "*.avro"), "--output", output,
+                   "--training_rows_output", rows_dir, *COMMON, "--student_features"])
+    assert summary["model"]["student_features"] is True
+    names = summary["model"]["feature_names"]
+    assert names[7:10] == ["log_student_done", "log_student_correct",
+                           "student_percent_correct"] and len(names) == 10 + D
+    parse = ProblemLogParser()
+    by_user = {}
+    for raw in raw_records:
+        parsed = parse(raw)
+        by_user.setdefault(parsed.user, []).append(parsed)
+    components = ComponentCache(SEED, D)
+    expected = {}
+    for logs in by_user.values():
+        for entry, x in reference_replay(sessionize(logs)[0], components,
+                                         student_features=True):
+            expected[(entry.user, entry.exercise, format_timestamp(entry.time_done))] = x
+    emitted = read_jsonl(os.path.join(rows_dir, "*.jsonl"))
+    assert len(emitted) == len(expected)
+    for row in emitted:
+        np.testing.assert_allclose(row["x"], expected[(row["user"], row["exercise"],
+                                                       row["time_done"])], rtol=0, atol=1e-12)
+    model = serving.load_local(output)
+    assert model.student_features
+    params = params_by_exercise(output)
+    assert all(len(record["theta"]) == 10 + D for record in params.values())
+    x_by_key = {(row["user"], row["exercise"], row["time_done"]): row["x"] for row in emitted}
+    for user in sorted(by_user)[:20]:
+        for entry, p in model.predict_each(by_user[user]):
+            if entry.exercise in params:
+                x = x_by_key[(entry.user, entry.exercise, format_timestamp(entry.time_done))]
+                logit = np.dot(params[entry.exercise]["theta"], x)
+                assert p == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-12)
 
 
 def cli(*args):

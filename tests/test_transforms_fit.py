@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from scipy import optimize
 from sklearn.linear_model import LogisticRegression
 
 from models.exercise_model import FitSettings, held_out
 from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows, random_component, user_hash
-from transforms.fit import FITTED, SKIPPED, FitPerExercise
+from transforms.fit import FITTED, GLOBAL_FIT, SKIPPED, FitPerExercise
 
 SEED, DIM, L2 = 3, 3, 1.0
 T = 1_767_225_600 * 10**6
@@ -122,3 +123,70 @@ def test_a_holdout_leaves_out_whole_students(data):
     with TestPipeline() as pipeline:
         fits = pipeline | beam.Create(blocks("fit", rows, 2)) | FitPerExercise(settings)
         assert_that(fits[FITTED], fitted_on_the_other_students)
+
+
+def centred_fit(x, y, l2, centre):
+    """argmin of log-loss + l2/2 |weights - centre weights|^2 (bias free),
+    written out here and solved by scipy's BFGS: independent of models.logistic."""
+    def value_and_gradient(theta):
+        z = x @ theta
+        p = 1 / (1 + np.exp(-z))
+        difference = theta[1:] - centre[1:]
+        value = np.sum(np.logaddexp(0, z) - y * z) + 0.5 * l2 * difference @ difference
+        gradient = x.T @ (p - y)
+        gradient[1:] += l2 * difference
+        return value / len(y), gradient / len(y)
+    return optimize.minimize(value_and_gradient, np.zeros(x.shape[1]), jac=True, method="BFGS",
+                             options={"gtol": 1e-12, "maxiter": 10000}).x
+
+
+def test_shrink_to_global_fits_the_pooled_training_rows_and_shrinks_toward_them(data):
+    """--shrink_to_global: with a per-exercise share and a cap above every
+    exercise's rows, the global pool is every training-side row of every
+    exercise (holdout students never), so the global theta is scikit-learn's
+    on those rows; each exercise is then the minimiser of its own objective
+    centred on that theta, which differs from the plain fit."""
+    settings = FitSettings(max_samples=1000, min_samples=30, holdout_fraction=0.3, l2=L2,
+                           seed=SEED, num_random_features=DIM, shrink_to_global=True,
+                           global_rows_per_exercise=1000, global_max_rows=10000)
+    names = ("fit", "capped", "few", "one_class")
+    xs, ys = [], []
+    for name in names:
+        rows, x, y = data[name]
+        train = ~held_out(np.asarray(rows.user_hash), SEED, 0.3)
+        xs.append(x[train])
+        ys.append(y[train])
+    pooled_theta = sklearn_theta(np.vstack(xs), np.concatenate(ys))
+    rows, x, y = data["fit"]
+    train = ~held_out(np.asarray(rows.user_hash), SEED, 0.3)
+    expected_fit = centred_fit(x[train], y[train].astype(float), L2, pooled_theta)
+    plain_fit = sklearn_theta(x[train], y[train])
+    assert np.max(np.abs(expected_fit - plain_fit)) > 1e-2   # the option matters here
+
+    def global_as_expected(records):
+        (record,) = records
+        assert (record["num_rows"], record["num_exercises"], record["l2"]) == (
+            sum(len(part) for part in ys), 4, L2)
+        np.testing.assert_allclose(record["theta"], pooled_theta, rtol=0, atol=1e-5)
+
+    def shrunk_as_expected(records):
+        by_exercise = {record["exercise"]: record for record in records}
+        assert sorted(by_exercise) == ["capped", "fit"]
+        assert all(record["shrunk_to_global"] for record in records)
+        np.testing.assert_allclose(by_exercise["fit"]["theta"], expected_fit, rtol=0, atol=1e-4)
+
+    with TestPipeline() as pipeline:
+        inputs = [block for name in names for block in blocks(name, data[name][0], 3)]
+        fits = pipeline | beam.Create(inputs) | FitPerExercise(settings)
+        assert_that(fits[GLOBAL_FIT], global_as_expected, label="global")
+        assert_that(fits[FITTED], shrunk_as_expected, label="fitted")
+
+
+def test_without_the_option_there_is_no_global_fit(data):
+    settings = FitSettings(max_samples=1000, min_samples=30, holdout_fraction=0.0, l2=L2,
+                           seed=SEED, num_random_features=DIM)
+    with TestPipeline() as pipeline:
+        fits = pipeline | beam.Create(blocks("fit", data["fit"][0], 2)) | FitPerExercise(settings)
+        assert GLOBAL_FIT not in fits
+        assert_that(fits[FITTED] | beam.Map(lambda record: "shrunk_to_global" in record),
+                    equal_to([False]))

@@ -98,16 +98,20 @@ def test_bias_only_model_by_hand():
         "rows_scored": 7, "rows_without_params": 1, "rows_outside_window": 1}
 
 
-def test_full_model_equals_the_reference_replay():
+@pytest.mark.parametrize("student_features", [False, True])
+def test_full_model_equals_the_reference_replay(student_features):
     """Real features: each attempt's prediction from the one-attempt-at-a-time
-    replay (which also sees the attempt before the window), summed per day."""
+    replay (which also sees the attempt before the window), summed per day.
+    A version trained with --student_features is scored with its columns."""
     rng = np.random.default_rng(2)
-    params = {name: list(rng.normal(size=NUM_BASE_FEATURES + DIM)) for name in ("add", "sub")}
+    width = NUM_BASE_FEATURES + DIM + (3 if student_features else 0)
+    params = {name: list(rng.normal(size=width)) for name in ("add", "sub")}
     model = {"params": params, "seed": SEED, "num_random_features": DIM,
-             "model_version": "full"}
+             "model_version": "full", "student_features": student_features}
     sums = collections.defaultdict(lambda: np.zeros(3))     # samples, log likelihood, correct
     for _, logs in STUDENTS:
-        for entry, x in reference_replay(logs, ComponentCache(SEED, DIM)):
+        for entry, x in reference_replay(logs, ComponentCache(SEED, DIM),
+                                         student_features=student_features):
             if entry.exercise not in params or not START <= entry.time_done < END:
                 continue
             logit = float(np.dot(x, params[entry.exercise]))

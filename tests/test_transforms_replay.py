@@ -41,11 +41,12 @@ COMPONENTS = [("add", "", True), ("sub", "s1", True), ("add", "", False),
               ("sub", "", False), ("mul", "m", True)]
 
 
-def reference_rows(problem_number_range=(1, None), emit_from=None):
+def reference_rows(problem_number_range=(1, None), emit_from=None, student_features=False):
     """{(user, exercise, time_done): (problem_number, correct, x)} by the specification."""
     rows = {}
     for _, logs in STUDENTS:
-        for entry, x in reference_replay(logs, ComponentCache(SEED, DIM), problem_number_range):
+        for entry, x in reference_replay(logs, ComponentCache(SEED, DIM), problem_number_range,
+                                         student_features):
             if emit_from is None or entry.time_done >= emit_from:
                 rows[(entry.user, entry.exercise, entry.time_done)] = (
                     entry.problem_number, entry.correct, x)
@@ -94,3 +95,20 @@ def test_problem_number_range_and_emit_from_only_choose_rows():
         # The state still used every component.
         assert_that(recent[COMPONENT_KEYS] | beam.Distinct(), equal_to(COMPONENTS),
                     label="component_keys")
+
+
+def test_student_features_equal_the_reference_replay():
+    """--student_features: the same rows, with the counts over all of the
+    student's exercises (ann's last row: 5 attempts before it, 3 correct),
+    also when earlier attempts are only replayed for the state."""
+    expected = reference_rows(student_features=True)
+    ann_last = expected[("ann", "sub", T + 50 * S)][2]
+    np.testing.assert_allclose(ann_last[7:10], [np.log(6), np.log(4), 4 / 7], rtol=0, atol=1e-15)
+    with TestPipeline() as pipeline:
+        students = pipeline | beam.Create(as_buckets(STUDENTS))
+        replayed = students | ReplayKnowledgeState(SEED, DIM, student_features=True)
+        assert_that(replayed[ROWS], equal_to_reference(expected), label="rows")
+        recent = students | "Recent" >> ReplayKnowledgeState(
+            SEED, DIM, emit_from=T + 25 * S, student_features=True)
+        assert_that(recent[ROWS], equal_to_reference(
+            reference_rows(emit_from=T + 25 * S, student_features=True)), label="emit_from")

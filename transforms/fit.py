@@ -7,12 +7,13 @@ from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
 from models.evaluation import HOLDOUT_BY_L2, l2_selection
-from models.exercise_model import FitSettings, bottom_k, fit_exercise, sample_keys, select_l2
+from models.exercise_model import (FitSettings, bottom_k, fit_exercise, fit_global, global_pool,
+                                   sample_keys, select_l2)
 from models.knowledge_state import ComponentCache, TrainingRows
 from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 
-FITTED, SKIPPED = "fitted", "skipped"
+FITTED, SKIPPED, GLOBAL_FIT = "fitted", "skipped", "global_fit"
 
 
 class BottomKRowsFn(beam.CombineFn):
@@ -62,6 +63,8 @@ class BottomKRowsFn(beam.CombineFn):
 
     def extract_output(self, accumulator):
         blocks, _, seen = accumulator
+        if not blocks:  # CombineGlobally over nothing
+            return TrainingRows.empty(), seen
         rows, _ = self._bottom_k(blocks)
         return rows, seen
 
@@ -77,10 +80,12 @@ class _Fit(beam.DoFn):
         threadpool_limits(limits=1, user_api="blas")
         self.components = ComponentCache(self.settings.seed, self.settings.num_random_features)
 
-    def process(self, element):
+    def process(self, element, global_fit=None):
         exercise, (rows, rows_available) = element
+        prior = None if global_fit is None or global_fit["theta"] is None else np.asarray(
+            global_fit["theta"])
         outcome, record = fit_exercise(exercise, rows, rows_available, self.settings,
-                                       self.baseline, self.components)
+                                       self.baseline, self.components, prior)
         self.components.used.clear()
         if outcome == FITTED:
             self.fitted.inc()
@@ -103,6 +108,38 @@ class SampleRowsPerExercise(beam.PTransform):
         return blocks | beam.CombinePerKey(BottomKRowsFn(self.max_samples, self.seed))
 
 
+class _FitGlobal(beam.DoFn):
+    def __init__(self, settings: FitSettings):
+        self.settings = settings
+
+    def setup(self):
+        threadpool_limits(limits=1, user_api="blas")
+
+    def process(self, pooled):
+        rows, _ = pooled
+        yield fit_global(rows, self.settings)
+
+
+class FitGlobal(beam.PTransform):
+    """(exercise, (sample, rows seen)) of SampleRowsPerExercise -> one
+    models.exercise_model.fit_global record: the pooled training-side share
+    of every exercise (global_pool), capped by a bottom-k sample over all of
+    them (the same BottomKRowsFn as per exercise, so it is as deterministic),
+    fitted once."""
+
+    def __init__(self, settings: FitSettings):
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, samples):
+        settings = self.settings
+        return (samples
+                | "GlobalPool" >> beam.Map(lambda element: global_pool(element[1][0], settings))
+                | "GlobalSample" >> beam.CombineGlobally(
+                    BottomKRowsFn(settings.global_max_rows, settings.seed))
+                | "FitGlobal" >> beam.ParDo(_FitGlobal(settings)))
+
+
 class FitPerExercise(beam.PTransform):
     """(exercise, TrainingRows) blocks -> {FITTED: parameter records, SKIPPED:
     records with a reason}. With `baseline` ({exercise: theta} of a version
@@ -110,17 +147,24 @@ class FitPerExercise(beam.PTransform):
     rows. With settings.l2_candidates every candidate is fitted in the same
     pass, and the one with the best holdout log likelihood over all exercises
     (models.evaluation.l2_selection) gives every exercise's parameters.
-    Blocks may also be (sample, rows seen) pairs of SampleRowsPerExercise."""
+    Blocks may also be (sample, rows seen) pairs of SampleRowsPerExercise.
+    With settings.shrink_to_global a global fit over all exercises
+    (FitGlobal, also output as GLOBAL_FIT) is the side input every exercise's
+    fit is shrunk toward."""
 
     def __init__(self, settings: FitSettings, baseline=None):
         super().__init__()
         self.settings, self.baseline = settings, baseline
 
     def expand(self, blocks):
-        fits = (blocks
-                | "SampleRowsPerExercise" >> SampleRowsPerExercise(self.settings.max_samples,
-                                                                   self.settings.seed)
-                | "Fit" >> beam.ParDo(_Fit(self.settings, self.baseline))
+        samples = blocks | "SampleRowsPerExercise" >> SampleRowsPerExercise(
+            self.settings.max_samples, self.settings.seed)
+        outputs, side = {}, []
+        if self.settings.shrink_to_global:
+            outputs[GLOBAL_FIT] = samples | "GlobalFit" >> FitGlobal(self.settings)
+            side = [pvalue.AsSingleton(outputs[GLOBAL_FIT])]
+        fits = (samples
+                | "Fit" >> beam.ParDo(_Fit(self.settings, self.baseline), *side)
                 .with_outputs(SKIPPED, main=FITTED))
         fitted, candidates = fits[FITTED], self.settings.l2_candidates
         if candidates:
@@ -132,4 +176,4 @@ class FitPerExercise(beam.PTransform):
                       | "ChooseL2" >> beam.Map(
                           lambda records: l2_selection(records, candidates)["chosen"]))
             fitted = fitted | "KeepChosenL2" >> beam.Map(select_l2, pvalue.AsSingleton(chosen))
-        return {FITTED: fitted, SKIPPED: fits[SKIPPED]}
+        return {FITTED: fitted, SKIPPED: fits[SKIPPED], **outputs}

@@ -32,8 +32,10 @@ class _ScoreBuckets(beam.DoFn):
     every student of a bucket replayed in one vectorized pass. Attempts
     outside still update the state, as in training."""
 
-    def __init__(self, params, seed, num_random_features, problem_number_range, window):
+    def __init__(self, params, seed, num_random_features, problem_number_range, window,
+                 student_features=False):
         self.params = params
+        self.student_features = student_features
         self.seed, self.num_random_features = seed, num_random_features
         self.problem_number_range = problem_number_range
         self.start, self.end = window
@@ -49,7 +51,8 @@ class _ScoreBuckets(beam.DoFn):
 
     def process(self, element):
         batch, starts = element[1]
-        rows = replay_batch(batch, starts, self.components, self.problem_number_range)
+        rows = replay_batch(batch, starts, self.components, self.problem_number_range,
+                            student_features=self.student_features)
         inside = np.ones(len(rows), dtype=bool)
         if self.start is not None:
             inside &= rows.time_done >= self.start
@@ -86,7 +89,8 @@ class _SumAccumulators(beam.CombineFn):
 class DailyMetrics(beam.PTransform):
     """Sessionized buckets (SessionizeByStudent) -> daily metrics records
     (models.monitoring) of `model`: a dict with params {exercise: theta},
-    seed, num_random_features and model_version."""
+    seed, num_random_features, model_version and optionally student_features
+    (a version trained with --student_features)."""
 
     def __init__(self, model: dict, problem_number_range=(1, None), window=(None, None),
                  hot_key_fanout: int = 4):
@@ -101,7 +105,8 @@ class DailyMetrics(beam.PTransform):
         return (students
                 | "Score" >> beam.ParDo(_ScoreBuckets(
                     model["params"], model["seed"], model["num_random_features"],
-                    self.problem_number_range, self.window))
+                    self.problem_number_range, self.window,
+                    model.get("student_features", False)))
                 | "SumPerDayAndExercise" >> beam.CombinePerKey(
                     _SumAccumulators()).with_hot_key_fanout(self.hot_key_fanout)
                 | "Records" >> beam.MapTuple(

@@ -54,8 +54,10 @@ class _ReplayBuckets(beam.DoFn):
     keys each bundle used (a retried bundle emits them again; duplicates are
     removed downstream)."""
 
-    def __init__(self, seed, num_random_features, problem_number_range, emit_from=None):
+    def __init__(self, seed, num_random_features, problem_number_range, emit_from=None,
+                 student_features=False):
         self.seed = seed
+        self.student_features = student_features
         self.num_random_features = num_random_features
         self.problem_number_range = problem_number_range
         self.emit_from = emit_from
@@ -81,7 +83,8 @@ class _ReplayBuckets(beam.DoFn):
                                 joined.events())
             yield pvalue.TaggedOutput(STATES, (bucket, joined.advance(fingerprints)))
         else:
-            rows = replay_batch(batch, starts, self.components, self.problem_number_range)
+            rows = replay_batch(batch, starts, self.components, self.problem_number_range,
+                                student_features=self.student_features)
         if self.emit_from is not None:
             inside = rows.time_done >= self.emit_from
             self.rows_before_window.inc(int(len(rows) - inside.sum()))
@@ -96,12 +99,14 @@ class ReplayKnowledgeState(beam.PTransform):
     components the features used (with repeats across workers). With
     `emit_from` (epoch µs) earlier attempts only update the state. Buckets
     sessionized with saved states also give `states`: (bucket, StudentStates)
-    after the bucket's logs."""
+    after the bucket's logs. `student_features`: the rows also carry
+    models.student_features' columns (not with saved states)."""
 
     def __init__(self, seed: int, num_random_features: int, problem_number_range=(1, None),
-                 emit_from=None):
+                 emit_from=None, student_features: bool = False):
         super().__init__()
-        self.replay = _ReplayBuckets(seed, num_random_features, problem_number_range, emit_from)
+        self.replay = _ReplayBuckets(seed, num_random_features, problem_number_range, emit_from,
+                                     student_features)
 
     def expand(self, students):
         return students | beam.ParDo(self.replay).with_outputs(COMPONENT_KEYS, STATES,

@@ -92,7 +92,7 @@ def build(pipeline, options, settings) -> None:
     metrics = students.students | "DailyMetrics" >> DailyMetrics(
         {"params": {name: theta.tolist() for name, theta in model.params.items()},
          "seed": model.components.seed, "num_random_features": model.components.dim,
-         "model_version": model.model_version},
+         "model_version": model.model_version, "student_features": model.student_features},
         settings["problem_number_range"], tuple(map(day_start_micros, settings["window"])))
     daily = output_path(options.output, *DAILY)
     _ = (metrics

@@ -27,7 +27,7 @@ from pipelines.progress import run_pipeline
 from pipelines.saved_state import SavedState
 from pipelines.train_knowledge_model import ARGUMENTS, add_knowledge_model_arguments
 from transforms.datastore_sink import RetrySettings, WriteModelVersion
-from transforms.fit import FITTED, SKIPPED, FitPerExercise
+from transforms.fit import FITTED, GLOBAL_FIT, SKIPPED, FitPerExercise
 from transforms.read import DEAD_LETTER
 from transforms.replay import COMPONENT_KEYS, ROWS, STATES, ReplayKnowledgeState
 from transforms.run_summary import counter_values, human_summary, summarize
@@ -35,7 +35,8 @@ from transforms.sessionize import SessionizeByStudent
 from transforms.write import (ComponentRecords, TrainingRowRecords, WriteJsonLines,
                               WriteSortedJsonLines, component_sort_key, read_json_lines)
 
-OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter", "datastore")
+OUTPUT_FOLDERS = ("params", "components", "skipped_exercises", "dead_letter", "datastore",
+                  "global_fit")
 MODEL_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SUMMARY = "run_summary.json"
 # What the progress lines count (pipelines.progress).
@@ -58,6 +59,11 @@ def validate(options) -> dict:
     their types, pipelines.option_types, when the command line was parsed.)"""
     if not options.output:
         raise ValueError("--output is required")
+    if options.student_features and (options.state_input or options.state_output
+                                     or options.state_dir):
+        raise ValueError("--student_features cannot be used with --state_input, "
+                         "--state_output or --state_dir: saved student states do not hold "
+                         "the counts over all exercises")
     read, start = read_window(options)
     settings = {
         "train_from": day_start_micros(start),
@@ -103,6 +109,11 @@ def active_baseline(options, settings):
         return None, {**baseline, "baseline_note": (
             f"its seed and dimension ({header['seed']}, {header['num_random_features']}) "
             f"differ from this run's, so its features differ")}
+    if bool(header.get("student_features")) != options.student_features:
+        return None, {**baseline, "baseline_note": (
+            f"it was trained {'with' if header.get('student_features') else 'without'} "
+            f"--student_features and this run {'is' if options.student_features else 'is not'}"
+            f", so its features differ")}
     return {record["exercise"]: record["theta"] for record in params}, baseline
 
 
@@ -126,6 +137,7 @@ def build(pipeline, options, settings: dict) -> None:
         l2_candidates=settings["l2_candidates"],
         max_iterations=options.max_iterations, seed=options.seed,
         num_random_features=options.num_random_features,
+        shrink_to_global=options.shrink_to_global,
         model_version=settings["model_version"], trained_at=settings["trained_at"])
 
     logs = pipeline | "ReadProblemLogs" >> settings["source"].read
@@ -135,13 +147,16 @@ def build(pipeline, options, settings: dict) -> None:
         options.max_attempts_per_student, saved_states=saved_state.continues)
     replayed = students.students | "ReplayKnowledgeState" >> ReplayKnowledgeState(
         options.seed, options.num_random_features, settings["problem_number_range"],
-        emit_from=settings["train_from"])
+        emit_from=settings["train_from"], student_features=options.student_features)
     rows = saved_state.save(replayed[STATES], replayed[ROWS], settings, fit_settings)
     fits = rows | "FitPerExercise" >> FitPerExercise(
         fit_settings, settings.get("baseline_thetas"))
 
     _ = fits[FITTED] | "WriteParams" >> WriteSortedJsonLines(
         output_path(output, "params", "params"), lambda record: record["exercise"])
+    if GLOBAL_FIT in fits:
+        _ = fits[GLOBAL_FIT] | "WriteGlobalFit" >> WriteSortedJsonLines(
+            output_path(output, "global_fit", "global_fit"), lambda record: 0)
     _ = fits[SKIPPED] | "WriteSkipped" >> WriteSortedJsonLines(
         output_path(output, "skipped_exercises", "skipped_exercises"),
         lambda record: record["exercise"])
@@ -189,8 +204,18 @@ def version_header(options, settings) -> dict:
     return {"run_id": settings["run_id"], "trained_at": settings["trained_at"],
             "seed": options.seed, "num_random_features": options.num_random_features,
             "problem_number_range": options.problem_number_range,
-            "feature_names": feature_names(options.num_random_features),
+            "feature_names": feature_names(options.num_random_features,
+                                           options.student_features),
+            **({"student_features": True} if options.student_features else {}),
             "input": settings["source"].description}
+
+
+def global_fit_line(record: dict) -> str:
+    """What --shrink_to_global shrank toward, in one line."""
+    if record["theta"] is None:
+        return f"Global fit: none ({record['note']})."
+    return (f"Exercises shrunk toward a global fit over {record['num_rows']:,} rows of "
+            f"{record['num_exercises']:,} exercises (l2 {record['l2']:g}).")
 
 
 class NothingTrained(JobFailed):
@@ -239,7 +264,9 @@ def run(argv=None) -> dict:
         "seed": options.seed,
         "num_random_features": options.num_random_features,
         "problem_number_range": list(settings["problem_number_range"]),
-        "feature_names": feature_names(options.num_random_features),
+        "feature_names": feature_names(options.num_random_features, options.student_features),
+        **({"shrink_to_global": True} if options.shrink_to_global else {}),
+        **({"student_features": True} if options.student_features else {}),
     }
     summary["input"] = settings["source"].description
     summary["outputs"] = {
@@ -254,6 +281,10 @@ def run(argv=None) -> dict:
     summary["evaluation"] = evaluate(params, **settings.get("baseline", {}))
     if settings["l2_candidates"]:
         summary["l2_selection"] = l2_selection(params, settings["l2_candidates"])
+    if options.shrink_to_global:
+        summary["outputs"]["global_fit"] = output_path(options.output, "global_fit",
+                                                       "global_fit.jsonl")
+        (summary["global_fit"],) = read_json_lines(summary["outputs"]["global_fit"])
     if options.params_sink == "datastore":
         (written,) = read_json_lines(output_path(options.output, "datastore", "*.jsonl"))
         summary["datastore"] = {
@@ -268,6 +299,8 @@ def run(argv=None) -> dict:
     with FileSystems.create(summary["outputs"]["run_summary"]) as handle:
         handle.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
     print(human_summary(summary, options.output))
+    if options.shrink_to_global:
+        print(global_fit_line(summary["global_fit"]))
     if summary["exercises_fitted"] == 0:
         raise NothingTrained(
             f"no exercise was fitted ({summary['dead_lettered_total']} records dead-lettered, "
