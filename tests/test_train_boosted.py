@@ -139,6 +139,37 @@ def test_loss_curve_decreases_and_l1_sparsifies(trained):
     assert knowledge["holdout_log_likelihood"] < 0 and knowledge["holdout_rows"] > 0
 
 
+def test_the_chosen_l1_is_the_best_on_the_holdout_from_the_written_weights(trained):
+    """Each model's holdout log likelihood recomputed from weights.jsonl and the
+    store's holdout rows; the summary must choose their argmax."""
+    templates = trained.summary["templates"]
+    vocabulary_dir = os.path.join(trained.store, "vocabulary")
+    names = {f"{t}={v}": (t, v) for t in templates for v in read_vocabulary(vocabulary_dir, t)}
+    ids = {t: read_vocabulary(vocabulary_dir, t) for t in templates}
+    rows = [row for row in store_table(trained.store, templates + ["label", "holdout"])
+            .to_pylist() if row["holdout"]]
+    weights = read_jsonl(os.path.join(trained.output, "weights", "weights.jsonl"))
+    figures = {}
+    for l1 in (1.0, 10.0):
+        w = {r["feature"]: r["weight"] for r in weights if r["l1"] == l1}
+        total = 0.0
+        for row in rows:
+            margin = w.get("bias", 0.0) + sum(
+                w.get(f"{t}={ids[t][i]}", 0.0) for t in templates for i in row[t])
+            p = 1 / (1 + np.exp(-margin))
+            total += np.log(p if row["label"] else 1 - p)
+        figures[l1] = total / len(rows)
+    assert set(w for r in weights for w in [r["feature"]]) <= set(names) | {"bias"}
+    selection = trained.summary["l1_selection"]
+    np.testing.assert_allclose(selection["holdout_log_likelihood"],
+                               [figures[1.0], figures[10.0]], rtol=1e-9)
+    assert figures[1.0] != figures[10.0]
+    assert selection["chosen"] == max(figures, key=figures.get)
+    assert trained.summary["chosen_model"] == {
+        "l1": selection["chosen"],
+        "weights": os.path.join(trained.output, "weights", "weights.jsonl")}
+
+
 def test_training_reads_only_the_requested_templates(trained, tmp_path):
     summary = run(["--store", trained.store, "--output", str(tmp_path),
                    "--templates", "exercise,exercise_x_streak", "--iterations", "3",

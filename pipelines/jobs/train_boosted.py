@@ -17,7 +17,8 @@ from pipelines.options import (ProblemLogOptions, TrainingOptions, checked_optio
                                parse_penalties, parse_problem_number_range, submits_only)
 from pipelines.progress import run_pipeline
 from pipelines.train_boosted import ARGUMENTS, add_boosted_arguments
-from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
+from transforms.boosted_training import (TrainAndEvaluate, feature_names, l1_selection,
+                                         weight_records)
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
 from transforms.fit import FITTED, FitPerExercise
@@ -205,8 +206,13 @@ def run(argv=None) -> dict:
             f"{store_build['records_unreadable']} unreadable), so there is nothing to train; "
             f"see {output_path(store, 'dead_letter', 'dead_letter-*.jsonl')}")
     models = train(argv, options, store, templates, l1_values)
+    selection = l1_selection(models)
     summary = {
-        "models": models, "templates": list(templates), "loss": options.loss,
+        "models": models, "l1_selection": selection,
+        # Where serving finds the chosen model: the weights file's rows with this l1.
+        "chosen_model": {"l1": selection["chosen"],
+                         "weights": output_path(options.output, "weights", "weights.jsonl")},
+        "templates": list(templates), "loss": options.loss,
         "iterations": options.iterations, "store": store, "store_built": built,
         "store_build": store_build,
         "knowledge_model": knowledge_model_holdout(store),
@@ -223,6 +229,13 @@ def run(argv=None) -> dict:
         print(f"l1={model['l1']:g}: {model['nonzero_weights']:,} of "
               f"{counted(model['features'], 'weight')} non-zero, holdout log likelihood "
               f"{_number(model['holdout_log_likelihood'])}, AUC {_number(model['holdout_auc'])}")
+    if selection["chosen_on_holdout"]:
+        print(f"--l1 {selection['chosen']:g} chosen on the holdout (best holdout log "
+              f"likelihood); its weights are the rows with l1 {selection['chosen']:g} "
+              f"of weights/weights.jsonl")
+    else:
+        print(f"--l1 {selection['chosen']:g} kept (the first value): no holdout examples "
+              f"to choose on")
     print(f"Knowledge model on the same holdout students: log likelihood {_number(knowledge)}")
     print(f"Outputs under {options.output} (store: {store}); "
           f"wall time {summary['wall_time_seconds']:.1f} s")
