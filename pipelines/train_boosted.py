@@ -26,7 +26,7 @@ Two Beam pipelines run one after the other:
 """
 
 from models.settings import LOSSES
-from models.sparse_features import TEMPLATES
+from models.sparse_features import ALL_TEMPLATES, STUDENT_TEMPLATES, TEMPLATES
 from pipelines import arguments
 from pipelines.cli import command_line
 from pipelines.option_types import non_negative_int, positive_float, positive_int
@@ -44,7 +44,10 @@ def add_boosted_arguments(parser) -> None:
                        help="Feature values seen fewer times are dropped when the "
                             "store is built.")
     group.add_argument("--templates", default=",".join(TEMPLATES),
-                       help=f"Feature templates to train on: any of {', '.join(TEMPLATES)}.")
+                       help=f"Feature templates to train on: any of {', '.join(ALL_TEMPLATES)}. "
+                            f"The default leaves out the student-level (cross-exercise) "
+                            f"{', '.join(STUDENT_TEMPLATES)}; add them to the default list "
+                            f"to use them (docs/boosting.md). Every store holds them all.")
     group.add_argument("--l1", default="1",
                        help="Comma-separated L1 strengths; one model each, trained in the "
                             "same passes (a model set). The bias is unpenalised. The run "

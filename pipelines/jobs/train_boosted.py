@@ -10,7 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.settings import FitSettings
-from models.sparse_features import TEMPLATES, parse_templates
+from models.sparse_features import ALL_TEMPLATES, parse_templates
 from pipelines.cli import JobFailed, UsageError
 from pipelines.input_source import problem_log_source
 from pipelines.options import (ProblemLogOptions, TrainingOptions, checked_options, output_path,
@@ -64,6 +64,15 @@ def check_store_settings(store: str, options) -> None:
                          f"not {different[name]!r}; pass the same value or --rebuild_store")
 
 
+def check_store_templates(store: str, templates) -> None:
+    """A store built before a template existed has no column for it."""
+    missing = [template for template in templates if not FileSystems.exists(
+        output_path(store, "vocabulary", f"{template}.tsv"))]
+    if missing:
+        raise UsageError(f"--store {store!r} has no column for --templates "
+                         f"{', '.join(missing)} (built before they existed); pass --rebuild_store")
+
+
 def store_exists(store: str) -> bool:
     return bool(FileSystems.match([output_path(store, "examples-*.parquet")])[0].metadata_list)
 
@@ -89,10 +98,10 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
     students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
         options.max_attempts_per_student)
     examples = students.students | "ReplaySparse" >> ReplaySparseExamples(
-        TEMPLATES, options.seed, options.holdout_fraction, number_range)
+        ALL_TEMPLATES, options.seed, options.holdout_fraction, number_range)
     vocabularies = examples | "Vocabularies" >> Vocabularies(
         output_path(store, "vocabulary"), options.min_feature_count)
-    _ = examples | "WriteStore" >> WriteColumnarStore(store, TEMPLATES, vocabularies)
+    _ = examples | "WriteStore" >> WriteColumnarStore(store, ALL_TEMPLATES, vocabularies)
 
     settings = FitSettings(seed=options.seed, holdout_fraction=options.holdout_fraction)
     rows = students.students | "ReplayKnowledge" >> ReplayKnowledgeState(
@@ -187,6 +196,7 @@ def run(argv=None) -> dict:
     built = options.rebuild_store or not store_exists(store)
     if not built:
         check_store_settings(store, options)
+        check_store_templates(store, templates)
     if submits_only(PipelineOptions(argv)):
         # A template launch creates one job, and the training job reads the
         # store that the store-build job writes: only training can be templated.
