@@ -177,6 +177,8 @@ def test_training_reads_only_the_requested_templates(trained, tmp_path):
                    "--templates", "exercise,exercise_x_streak", "--iterations", "3",
                    "--loss", "exponential", "--feature_shards", "2", "--initial_step", "2"])
     assert summary["store_built"] is False
+    assert summary["l1_selection"]["candidates"] == [1.0]  # one --l1 value: reported
+    assert summary["l1_selection"]["chosen"] == summary["chosen_model"]["l1"] == 1.0
     vocabulary_dir = os.path.join(trained.store, "vocabulary")
     expected = 1 + sum(len(read_vocabulary(vocabulary_dir, t))
                        for t in ("exercise", "exercise_x_streak"))
