@@ -22,7 +22,17 @@ exercise_x_prior_outcome    ["E|X=correct" or "E|X=wrong" for every OTHER
                             FIRST attempt on X]  (possibly empty)
 exercise_x_days_since_last  ["E|days=B"]: B = days_bucket(microseconds since the
                             student's previous attempt on E, None if none)
+student_attempts            ["done=B"]: B = student_attempts_bucket(the
+                            student's earlier attempts over ALL exercises)
+student_rate                ["rate=B"]: B = rate_bucket(earlier correct answers,
+                            earlier attempts), all exercises
+exercise_x_student_rate     ["E|rate=B"]: the same B, crossed with E
 ==========================  ===================================================
+
+The last three (STUDENT_TEMPLATES) carry cross-exercise signal, like the
+knowledge model's --student_features; they are not in the default TEMPLATES
+(runs without --templates train what they always did) but are in
+ALL_TEMPLATES, which a store holds and --templates may name.
 
 Bucket edges (lower bound inclusive, upper bound exclusive):
 
@@ -33,6 +43,12 @@ Bucket edges (lower bound inclusive, upper bound exclusive):
   "<1" is 0 <= d < 1*D, "1-2" is 1*D <= d < 3*D, "3-6" is 3*D <= d < 7*D,
   "7-29" is 7*D <= d < 30*D, "30+" is d >= 30*D.  No float arithmetic: a gap
   of 3*D - 1 microseconds is "1-2", 3*D is "3-6".
+* student attempts: 0 | 1-4 | 5-9 | 10-19 | 20-49 | 50-99 | 100-199 | 200+
+* rate: the smoothed rate r = (c + 1) / (n + 2) of c correct answers in n
+  earlier attempts, in percent: <30 | 30-49 | 50-59 | 60-69 | 70-79 | 80-89 |
+  90+, where r is in the bucket starting at P percent iff 100*(c+1) >= P*(n+2)
+  (integers only): c=4 of n=8 is exactly 50% -> "50-59", c=3 of n=8 is "30-49".
+  A student with no earlier attempt has r = 1/2, "50-59".
 
 Inside the composite values, exercise and problem-type names are escaped
 (escape_name: "\\" -> "\\\\", "|" -> "\\|", "=" -> "\\="), so a value names one
@@ -58,6 +74,8 @@ TEMPLATES = (
     "exercise_x_prior_outcome",
     "exercise_x_days_since_last",
 )
+STUDENT_TEMPLATES = ("student_attempts", "student_rate", "exercise_x_student_rate")
+ALL_TEMPLATES = TEMPLATES + STUDENT_TEMPLATES
 
 DAY_MICROS = 86_400_000_000
 SEPARATOR = "|"
@@ -67,6 +85,8 @@ WRONG_OUTCOME = "wrong"
 STREAK_BUCKETS = ("0", "1", "2", "3-4", "5-9", "10+")
 ATTEMPTS_BUCKETS = ("0", "1", "2", "3-4", "5-9", "10-19", "20+")
 DAYS_BUCKETS = ("never", "<1", "1-2", "3-6", "7-29", "30+")
+STUDENT_ATTEMPTS_BUCKETS = ("0", "1-4", "5-9", "10-19", "20-49", "50-99", "100-199", "200+")
+RATE_BUCKETS = ("<30", "30-49", "50-59", "60-69", "70-79", "80-89", "90+")
 
 # Label for every count below the open-ended last bucket; counts >= len(table)
 # take the last bucket.
@@ -74,6 +94,11 @@ _STREAK_TABLE = ("0", "1", "2", "3-4", "3-4") + ("5-9",) * 5
 _ATTEMPTS_TABLE = ("0", "1", "2", "3-4", "3-4") + ("5-9",) * 5 + ("10-19",) * 10
 _STREAK_TOP = STREAK_BUCKETS[-1]
 _ATTEMPTS_TOP = ATTEMPTS_BUCKETS[-1]
+_STUDENT_ATTEMPTS_TABLE = (("0",) + ("1-4",) * 4 + ("5-9",) * 5 + ("10-19",) * 10
+                           + ("20-49",) * 30 + ("50-99",) * 50 + ("100-199",) * 100)
+_STUDENT_ATTEMPTS_TOP = STUDENT_ATTEMPTS_BUCKETS[-1]
+# rate bucket i+1 starts at _RATE_EDGES[i] percent.
+_RATE_EDGES = (30, 50, 60, 70, 80, 90)
 # days bucket i+1 starts at _DAYS_EDGES[i] whole days (in microseconds).
 _DAYS_EDGES = tuple(days * DAY_MICROS for days in (1, 3, 7, 30))
 
@@ -120,6 +145,30 @@ def days_bucket(gap_micros: Optional[int]) -> str:
     return "30+"
 
 
+def student_attempts_bucket(attempts: int) -> str:
+    """Earlier attempts over all exercises -> '0', '1-4', '5-9', '10-19',
+    '20-49', '50-99', '100-199' or '200+'."""
+    if attempts < 0:
+        raise ValueError(f"attempts must be >= 0, got {attempts}")
+    if attempts < len(_STUDENT_ATTEMPTS_TABLE):
+        return _STUDENT_ATTEMPTS_TABLE[attempts]
+    return _STUDENT_ATTEMPTS_TOP
+
+
+def rate_bucket(correct: int, attempts: int) -> str:
+    """Smoothed correct rate (correct+1)/(attempts+2) -> one of RATE_BUCKETS,
+    compared in integers (see the module docstring)."""
+    if not 0 <= correct <= attempts:
+        raise ValueError(f"need 0 <= correct <= attempts, got {correct} of {attempts}")
+    scaled, denominator = 100 * (correct + 1), attempts + 2
+    bucket = 0
+    for edge in _RATE_EDGES:
+        if scaled < edge * denominator:
+            break
+        bucket += 1
+    return RATE_BUCKETS[bucket]
+
+
 def validate_templates(templates: Iterable[str]) -> Tuple[str, ...]:
     """The requested template names, in the order given, duplicates dropped;
     ValueError naming the valid ones if any is unknown or none is given."""
@@ -127,12 +176,12 @@ def validate_templates(templates: Iterable[str]) -> Tuple[str, ...]:
         raise TypeError("templates must be a sequence of names; use parse_templates "
                         "for comma-separated text")
     chosen = tuple(dict.fromkeys(templates))
-    unknown = [name for name in chosen if name not in TEMPLATES]
+    unknown = [name for name in chosen if name not in ALL_TEMPLATES]
     if unknown:
         raise ValueError(f"unknown template(s) {', '.join(map(repr, unknown))}; "
-                         f"templates are {', '.join(TEMPLATES)}")
+                         f"templates are {', '.join(ALL_TEMPLATES)}")
     if not chosen:
-        raise ValueError(f"no templates given; templates are {', '.join(TEMPLATES)}")
+        raise ValueError(f"no templates given; templates are {', '.join(ALL_TEMPLATES)}")
     return chosen
 
 
@@ -156,6 +205,9 @@ def student_features(logs: Sequence[ProblemLog],
     want_done = "exercise_x_attempts" in chosen
     want_prior = "exercise_x_prior_outcome" in chosen
     want_days = "exercise_x_days_since_last" in chosen
+    want_student_done = "student_attempts" in chosen
+    want_student_rate = "student_rate" in chosen
+    want_exercise_rate = "exercise_x_student_rate" in chosen
     # Keys in the requested order: fill a template dict, copy it per attempt.
     blank = dict.fromkeys(chosen)
 
@@ -167,6 +219,11 @@ def student_features(logs: Sequence[ProblemLog],
     n_done = len(done_labels)
     correct_suffix = "=" + CORRECT_OUTCOME
     wrong_suffix = "=" + WRONG_OUTCOME
+    student_done_labels = tuple("done=" + label for label in _STUDENT_ATTEMPTS_TABLE)
+    student_done_top = "done=" + _STUDENT_ATTEMPTS_TOP
+    n_student_done = len(student_done_labels)
+    rate_labels = tuple("rate=" + label for label in RATE_BUCKETS)
+    rate_edges = _RATE_EDGES
 
     # Per exercise: [prefix "E|", streak, attempts, last time_done,
     #                prior-outcome values for E so far, priors covered by them].
@@ -175,6 +232,9 @@ def student_features(logs: Sequence[ProblemLog],
     prior_suffixes: List[str] = []    # "X=correct" / "X=wrong", first outcome
     out: List[Dict[str, List[str]]] = []
     previous_time = None
+    total_done = total_correct = 0    # over all exercises, before this attempt
+    want_rate = want_student_rate or want_exercise_rate
+    rate_label = "rate=" + rate_bucket(0, 0)
     for log in logs:
         exercise = log.exercise
         time_done = log.time_done
@@ -209,6 +269,13 @@ def student_features(logs: Sequence[ProblemLog],
         if want_days:
             row["exercise_x_days_since_last"] = [prefix + "days=" + days_bucket(
                 None if last_time is None else time_done - last_time)]
+        if want_student_done:
+            row["student_attempts"] = [student_done_labels[total_done]
+                                       if total_done < n_student_done else student_done_top]
+        if want_student_rate:
+            row["student_rate"] = [rate_label]
+        if want_exercise_rate:
+            row["exercise_x_student_rate"] = [prefix + rate_label]
         out.append(row)
 
         # Only now does the attempt's label enter the state.
@@ -220,4 +287,14 @@ def student_features(logs: Sequence[ProblemLog],
         state[1] = streak + 1 if correct else 0
         state[2] = done + 1
         state[3] = time_done
+        total_done += 1
+        if correct:
+            total_correct += 1
+        if want_rate:   # rate_bucket, inlined
+            scaled, denominator, bucket = 100 * (total_correct + 1), total_done + 2, 0
+            for edge in rate_edges:
+                if scaled < edge * denominator:
+                    break
+                bucket += 1
+            rate_label = rate_labels[bucket]
     return out

@@ -20,11 +20,13 @@ Two Beam pipelines run one after the other:
     weights/weights.jsonl   non-zero weights with readable feature names, per l1
     loss_curve.jsonl        train objective, holdout log loss, step, sparsity per iteration
     summary.json            per model: holdout log likelihood and AUC, sparsity, and the
-                            knowledge model's holdout log likelihood on the same students
+                            knowledge model's holdout log likelihood on the same students;
+                            l1_selection (the --l1 value with the best holdout log
+                            likelihood) and chosen_model (its l1 and the weights file)
 """
 
 from models.settings import LOSSES
-from models.sparse_features import TEMPLATES
+from models.sparse_features import ALL_TEMPLATES, STUDENT_TEMPLATES, TEMPLATES
 from pipelines import arguments
 from pipelines.cli import command_line
 from pipelines.option_types import non_negative_int, positive_float, positive_int
@@ -42,10 +44,16 @@ def add_boosted_arguments(parser) -> None:
                        help="Feature values seen fewer times are dropped when the "
                             "store is built.")
     group.add_argument("--templates", default=",".join(TEMPLATES),
-                       help=f"Feature templates to train on: any of {', '.join(TEMPLATES)}.")
+                       help=f"Feature templates to train on: any of {', '.join(ALL_TEMPLATES)}. "
+                            f"The default leaves out the student-level (cross-exercise) "
+                            f"{', '.join(STUDENT_TEMPLATES)}; add them to the default list "
+                            f"to use them (docs/boosting.md). Every store holds them all.")
     group.add_argument("--l1", default="1",
                        help="Comma-separated L1 strengths; one model each, trained in the "
-                            "same passes (a model set). The bias is unpenalised.")
+                            "same passes (a model set). The bias is unpenalised. The run "
+                            "chooses the one with the best holdout log likelihood (ties: the "
+                            "earlier value; no holdout examples: the first) and names it in "
+                            "summary.json (l1_selection, chosen_model).")
     group.add_argument("--loss", default="logistic", choices=LOSSES,
                        help="logistic, or exponential (AdaBoost).")
     group.add_argument("--iterations", type=positive_int, default=30,

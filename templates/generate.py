@@ -48,7 +48,7 @@ if __package__ in (None, "") and str(ROOT) not in sys.path:  # python templates/
     sys.path.insert(0, str(ROOT))
 
 from models.problem_log import FIELDS  # noqa: E402
-from models.sparse_features import TEMPLATES as FEATURE_TEMPLATES  # noqa: E402
+from models.sparse_features import ALL_TEMPLATES as FEATURE_TEMPLATES  # noqa: E402
 from pipelines.flex_template import FALSE, TRUE, is_boolean  # noqa: E402
 from pipelines.option_types import (IntBetween, fraction_in_0_1, non_negative_float,  # noqa: E402
                                     non_negative_int, positive_float, positive_int)

@@ -14,8 +14,9 @@ import pytest
 
 from models.problem_log import ProblemLog
 from models.sparse_features import (
-    ATTEMPTS_BUCKETS, DAY_MICROS, DAYS_BUCKETS, STREAK_BUCKETS, TEMPLATES,
-    attempts_bucket, days_bucket, parse_templates, streak_bucket, student_features,
+    ALL_TEMPLATES, ATTEMPTS_BUCKETS, DAY_MICROS, DAYS_BUCKETS, RATE_BUCKETS, STREAK_BUCKETS,
+    STUDENT_ATTEMPTS_BUCKETS, STUDENT_TEMPLATES, TEMPLATES, attempts_bucket, days_bucket,
+    parse_templates, rate_bucket, streak_bucket, student_attempts_bucket, student_features,
     validate_templates)
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
@@ -77,6 +78,89 @@ def test_hand_built_student_every_template():
     assert rows == EXPECTED_A
     for row in rows:
         assert list(row) == list(TEMPLATES)
+
+
+# Student A's student-level templates, by hand: outcomes T F F T T T T, so before
+# attempt i the student has i attempts and c correct with c = 0 1 1 1 2 3 4, and
+# the smoothed rate (c+1)/(i+2) is 1/2, 2/3, 2/4, 2/5, 3/6, 4/7, 5/8
+# = 50%, 66.7%, 50% (edge), 40%, 50% (edge), 57.1%, 62.5%.
+EXPECTED_A_STUDENT = [
+    {"student_attempts": [done], "student_rate": [f"rate={rate}"],
+     "exercise_x_student_rate": [f"{exercise}|rate={rate}"]}
+    for done, rate, exercise in [
+        ("done=0", "50-59", "a"), ("done=1-4", "60-69", "a"), ("done=1-4", "50-59", "b"),
+        ("done=1-4", "30-49", "a"), ("done=1-4", "50-59", "b"), ("done=5-9", "50-59", "c"),
+        ("done=5-9", "60-69", "a")]]
+
+
+def test_hand_built_student_student_level_templates():
+    assert student_features(STUDENT_A, STUDENT_TEMPLATES) == EXPECTED_A_STUDENT
+    every = student_features(STUDENT_A, ALL_TEMPLATES)
+    assert every == [{**a, **b} for a, b in zip(EXPECTED_A, EXPECTED_A_STUDENT)]
+    assert [list(row) for row in every] == [list(ALL_TEMPLATES)] * len(STUDENT_A)
+
+
+def test_student_level_templates_span_exercises_in_a_long_run():
+    # All correct, on three exercises in turn: before attempt i the rate is
+    # (i+1)/(i+2): i=1 66.7%, i=2 75%, i=3 80% (edge), i=7 88.9%, i=8 90% (edge).
+    logs = [log(T0 + i * H, f"x{i % 3}", True) for i in range(205)]
+    rows = student_features(logs, STUDENT_TEMPLATES)
+    done = [row["student_attempts"][0] for row in rows]
+    assert [done[i] for i in (0, 1, 4, 5, 9, 10, 19, 20, 49, 50, 99, 100, 199, 200, 204)] == [
+        "done=0", "done=1-4", "done=1-4", "done=5-9", "done=5-9", "done=10-19", "done=10-19",
+        "done=20-49", "done=20-49", "done=50-99", "done=50-99", "done=100-199",
+        "done=100-199", "done=200+", "done=200+"]
+    rates = [row["student_rate"][0] for row in rows]
+    assert rates[:10] == ["rate=50-59", "rate=60-69", "rate=70-79", "rate=80-89",
+                          "rate=80-89", "rate=80-89", "rate=80-89", "rate=80-89",
+                          "rate=90+", "rate=90+"]
+    assert [row["exercise_x_student_rate"][0] for row in rows[7:10]] == [
+        "x1|rate=80-89", "x2|rate=90+", "x0|rate=90+"]
+    # All wrong: rate 1/(i+2): i=1 33.3%, i=2 25%.
+    wrong = student_features([log(T0 + i, "y", False) for i in range(3)], ["student_rate"])
+    assert [row["student_rate"] for row in wrong] == [
+        ["rate=50-59"], ["rate=30-49"], ["rate=<30"]]
+
+
+@pytest.mark.parametrize("attempts,label", [
+    (0, "0"), (1, "1-4"), (4, "1-4"), (5, "5-9"), (9, "5-9"), (10, "10-19"), (19, "10-19"),
+    (20, "20-49"), (49, "20-49"), (50, "50-99"), (99, "50-99"), (100, "100-199"),
+    (199, "100-199"), (200, "200+"), (10_000, "200+")])
+def test_student_attempts_bucket_edges(attempts, label):
+    assert student_attempts_bucket(attempts) == label
+
+
+@pytest.mark.parametrize("correct,attempts,label", [
+    (0, 0, "50-59"),     # 1/2
+    (0, 2, "<30"),       # 1/4 = 25%
+    (2, 9, "<30"),       # 3/11 = 27.3%
+    (2, 8, "30-49"),     # 3/10 = 30% exactly
+    (0, 1, "30-49"),     # 1/3
+    (48, 97, "30-49"),   # 49/99 = 49.5%
+    (4, 8, "50-59"),     # 5/10 = 50% exactly
+    (3, 8, "30-49"),     # 4/10
+    (2, 3, "60-69"),     # 3/5 = 60% exactly
+    (8, 11, "60-69"),    # 9/13 = 69.2%
+    (6, 8, "70-79"),     # 7/10 = 70% exactly (0.7 is not exact in binary)
+    (14, 17, "70-79"),   # 15/19 = 78.9%
+    (3, 3, "80-89"),     # 4/5 = 80% exactly
+    (16, 17, "80-89"),   # 17/19 = 89.5%
+    (8, 8, "90+"),       # 9/10 = 90% exactly
+    (100, 100, "90+")])  # 101/102
+def test_rate_bucket_edges_in_integers(correct, attempts, label):
+    assert rate_bucket(correct, attempts) == label
+
+
+def test_student_bucket_labels_and_bad_inputs():
+    assert STUDENT_ATTEMPTS_BUCKETS == (
+        "0", "1-4", "5-9", "10-19", "20-49", "50-99", "100-199", "200+")
+    assert RATE_BUCKETS == ("<30", "30-49", "50-59", "60-69", "70-79", "80-89", "90+")
+    with pytest.raises(ValueError):
+        student_attempts_bucket(-1)
+    with pytest.raises(ValueError):
+        rate_bucket(3, 2)
+    with pytest.raises(ValueError):
+        rate_bucket(-1, 2)
 
 
 def test_long_run_streak_and_attempt_buckets():
@@ -243,13 +327,20 @@ def reference_features(logs):
                 for other, outcome in first.items() if other != e],
             "exercise_x_days_since_last": [
                 f"{e}|days={days_bucket(item.time_done - same[-1].time_done if same else None)}"],
+            "student_attempts": [f"done={student_attempts_bucket(i)}"],
+            "student_rate": [f"rate={rate_bucket(sum(x.correct for x in earlier), i)}"],
+            "exercise_x_student_rate": [
+                f"{e}|rate={rate_bucket(sum(x.correct for x in earlier), i)}"],
         })
     return rows
 
 
 def test_matches_from_scratch_reference_on_random_students():
     for student in random_students(40, seed=7):
-        assert student_features(student) == reference_features(student)
+        reference = reference_features(student)
+        assert student_features(student) == [
+            {t: row[t] for t in TEMPLATES} for row in reference]
+        assert student_features(student, ALL_TEMPLATES) == reference
 
 
 # --- templates, shape, determinism -------------------------------------------------
@@ -271,6 +362,9 @@ def test_template_validation_and_parsing():
     assert parse_templates(" exercise_x_streak, exercise,exercise_x_streak ") == (
         "exercise_x_streak", "exercise")
     assert validate_templates(TEMPLATES) == TEMPLATES
+    assert ALL_TEMPLATES == TEMPLATES + (
+        "student_attempts", "student_rate", "exercise_x_student_rate")
+    assert parse_templates("student_rate,exercise") == ("student_rate", "exercise")
     with pytest.raises(ValueError, match="exercise_x_nope"):
         student_features(STUDENT_A, ["exercise", "exercise_x_nope"])
     with pytest.raises(ValueError):
@@ -321,3 +415,5 @@ def test_names_full_of_separators_never_share_a_feature():
         assert by_type.setdefault(type_value, (exercise, other)) == (exercise, other)
         assert by_prior.setdefault(prior_value, (exercise, other)) == (exercise, other)
     assert len(by_type) == len(by_prior) == len(pairs)
+    (row,) = student_features([log(T0, "a|rate=50-59", True)], ["exercise_x_student_rate"])
+    assert row["exercise_x_student_rate"] == ["a\\|rate\\=50-59|rate=50-59"]

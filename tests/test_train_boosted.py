@@ -5,6 +5,7 @@ against the in-memory boosting loop on the same examples."""
 import collections
 import glob
 import os
+import shutil
 import types
 
 import fastavro
@@ -16,7 +17,7 @@ from models.boosting import train_in_memory
 from models.exercise_model import held_out
 from models.knowledge_state import sessionize, user_hash
 from models.problem_log import ProblemLogParser
-from models.sparse_features import TEMPLATES, student_features
+from models.sparse_features import ALL_TEMPLATES, STUDENT_TEMPLATES, student_features
 from pipelines import generate_sample
 from pipelines.train_boosted import run
 from tests.jsonl import read_jsonl
@@ -46,7 +47,8 @@ def trained(sample, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference_features(sample):
-    """Every attempt's features, label and holdout flag, computed in memory."""
+    """Every attempt's features (every template, the store holds them all), label
+    and holdout flag, computed in memory one student at a time."""
     parse = ProblemLogParser()
     by_user = collections.defaultdict(list)
     for path in glob.glob(os.path.join(sample, "*.avro")):
@@ -59,7 +61,7 @@ def reference_features(sample):
         ordered, _ = sessionize(logs)
         holdout = bool(held_out(np.array([user_hash(ordered[0].user)], dtype=np.uint64),
                                 0, 0.1)[0])
-        for log, features in zip(ordered, student_features(ordered)):
+        for log, features in zip(ordered, student_features(ordered, ALL_TEMPLATES)):
             examples.append((features, log.correct, holdout))
     return examples
 
@@ -77,7 +79,7 @@ def test_store_build_accounts_for_every_record(trained, reference_features):
 
 
 def test_vocabularies_are_ordered_by_frequency(trained, reference_features):
-    for template in TEMPLATES:
+    for template in ALL_TEMPLATES:
         counts = collections.Counter(value for features, _, _ in reference_features
                                      for value in features[template])
         expected = sorted((value for value, n in counts.items() if n >= MIN_COUNT),
@@ -90,15 +92,15 @@ def test_store_round_trips_to_the_features(trained, reference_features):
     table = store_table(trained.store)
     assert table.num_rows == len(reference_features)
     vocabularies = {t: read_vocabulary(os.path.join(trained.store, "vocabulary"), t)
-                    for t in TEMPLATES}
+                    for t in ALL_TEMPLATES}
     stored = collections.Counter()
     for row in table.to_pylist():
-        stored[(tuple(tuple(vocabularies[t][i] for i in row[t]) for t in TEMPLATES),
+        stored[(tuple(tuple(vocabularies[t][i] for i in row[t]) for t in ALL_TEMPLATES),
                 row["label"], row["holdout"])] += 1
     expected = collections.Counter()
     for features, label, holdout in reference_features:
         kept = tuple(tuple(v for v in features[t] if v in set(vocabularies[t]))
-                     for t in TEMPLATES)
+                     for t in ALL_TEMPLATES)
         expected[(kept, label, holdout)] += 1
     assert stored == expected
 
@@ -139,11 +141,44 @@ def test_loss_curve_decreases_and_l1_sparsifies(trained):
     assert knowledge["holdout_log_likelihood"] < 0 and knowledge["holdout_rows"] > 0
 
 
+def test_the_chosen_l1_is_the_best_on_the_holdout_from_the_written_weights(trained):
+    """Each model's holdout log likelihood recomputed from weights.jsonl and the
+    store's holdout rows; the summary must choose their argmax."""
+    templates = trained.summary["templates"]
+    vocabulary_dir = os.path.join(trained.store, "vocabulary")
+    names = {f"{t}={v}": (t, v) for t in templates for v in read_vocabulary(vocabulary_dir, t)}
+    ids = {t: read_vocabulary(vocabulary_dir, t) for t in templates}
+    rows = [row for row in store_table(trained.store, templates + ["label", "holdout"])
+            .to_pylist() if row["holdout"]]
+    weights = read_jsonl(os.path.join(trained.output, "weights", "weights.jsonl"))
+    figures = {}
+    for l1 in (1.0, 10.0):
+        w = {r["feature"]: r["weight"] for r in weights if r["l1"] == l1}
+        total = 0.0
+        for row in rows:
+            margin = w.get("bias", 0.0) + sum(
+                w.get(f"{t}={ids[t][i]}", 0.0) for t in templates for i in row[t])
+            p = 1 / (1 + np.exp(-margin))
+            total += np.log(p if row["label"] else 1 - p)
+        figures[l1] = total / len(rows)
+    assert set(w for r in weights for w in [r["feature"]]) <= set(names) | {"bias"}
+    selection = trained.summary["l1_selection"]
+    np.testing.assert_allclose(selection["holdout_log_likelihood"],
+                               [figures[1.0], figures[10.0]], rtol=1e-9)
+    assert figures[1.0] != figures[10.0]
+    assert selection["chosen"] == max(figures, key=figures.get)
+    assert trained.summary["chosen_model"] == {
+        "l1": selection["chosen"],
+        "weights": os.path.join(trained.output, "weights", "weights.jsonl")}
+
+
 def test_training_reads_only_the_requested_templates(trained, tmp_path):
     summary = run(["--store", trained.store, "--output", str(tmp_path),
                    "--templates", "exercise,exercise_x_streak", "--iterations", "3",
                    "--loss", "exponential", "--feature_shards", "2", "--initial_step", "2"])
     assert summary["store_built"] is False
+    assert summary["l1_selection"]["candidates"] == [1.0]  # one --l1 value: reported
+    assert summary["l1_selection"]["chosen"] == summary["chosen_model"]["l1"] == 1.0
     vocabulary_dir = os.path.join(trained.store, "vocabulary")
     expected = 1 + sum(len(read_vocabulary(vocabulary_dir, t))
                        for t in ("exercise", "exercise_x_streak"))
@@ -154,6 +189,24 @@ def test_training_reads_only_the_requested_templates(trained, tmp_path):
     objective = [row["train_objective"]
                  for row in read_jsonl(str(tmp_path / "loss_curve.jsonl"))]
     assert all(b <= a for a, b in zip(objective, objective[1:])) and objective[-1] < objective[0]
+
+
+def test_student_templates_train_from_the_store_and_old_stores_ask_for_a_rebuild(
+        trained, tmp_path):
+    templates = ("exercise",) + STUDENT_TEMPLATES
+    summary = run(["--store", trained.store, "--output", str(tmp_path / "student"),
+                   "--templates", ",".join(templates), "--iterations", "2"])
+    vocabulary_dir = os.path.join(trained.store, "vocabulary")
+    assert summary["models"][0]["features"] == sum(
+        len(read_vocabulary(vocabulary_dir, t)) for t in templates)
+    # A store built before the student templates existed has no such column.
+    old = tmp_path / "old_store"
+    shutil.copytree(trained.store, old)
+    os.remove(old / "vocabulary" / "student_rate.tsv")
+    from pipelines.cli import UsageError
+    with pytest.raises(UsageError, match="student_rate.*--rebuild_store"):
+        run(["--store", str(old), "--output", str(tmp_path / "old"),
+             "--templates", "exercise,student_rate"])
 
 
 def test_bad_templates_are_a_clear_error(trained, tmp_path):

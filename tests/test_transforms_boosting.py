@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from scipy import sparse
 
 from models.boosting import initial_state
-from transforms.boosted_training import TrainAndEvaluate
+from transforms.boosted_training import TrainAndEvaluate, l1_selection
 from transforms.boosting import BoostingIteration, ExampleBlock
 from transforms.columnar_store import HOLDOUT, LABEL
 
@@ -170,3 +170,26 @@ def test_train_and_evaluate_curve_and_holdout_by_numpy():
         assert_that(results["evaluation"], evaluation_as_expected, label="evaluation")
         assert_that(results["final_state"] | beam.Map(lambda state: state.weights.tolist()),
                     equal_to([FIRST_PROPOSAL.tolist()]), label="final_weights")
+
+
+def _models(*scores):
+    return [{"l1": l1, "holdout_log_likelihood": score, "holdout_examples": 0 if score is None
+             else 40} for l1, score in zip((1.0, 10.0, 100.0, 0.5), scores)]
+
+
+def test_l1_selection_picks_the_best_holdout_log_likelihood():
+    selection = l1_selection(_models(-0.5699, -0.5687, -0.5952))
+    assert selection == {"candidates": [1.0, 10.0, 100.0],
+                         "holdout_log_likelihood": [-0.5699, -0.5687, -0.5952],
+                         "holdout_examples": 40, "chosen": 10.0, "chosen_on_holdout": True}
+    assert l1_selection(_models(-0.7, -0.6, -0.5, -0.4))["chosen"] == 0.5  # not --l1 order
+    assert l1_selection(_models(-0.6))["chosen"] == 1.0  # one model: reported as is
+
+
+def test_l1_selection_ties_and_missing_figures_are_deterministic():
+    assert l1_selection(_models(-0.6, -0.5, -0.5))["chosen"] == 10.0  # tie: earlier value
+    assert l1_selection(_models(-0.5, -0.6, -0.5))["chosen"] == 1.0
+    assert l1_selection(_models(None, -0.9, -0.6))["chosen"] == 100.0  # None never wins
+    nothing = l1_selection(_models(None, None))
+    assert nothing["chosen"] == 1.0 and nothing["chosen_on_holdout"] is False
+    assert nothing["holdout_log_likelihood"] == [None, None]

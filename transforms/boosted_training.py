@@ -108,6 +108,22 @@ def evaluate(state, holdout_blocks: List[ExampleBlock], l1_values, loss) -> List
     return results
 
 
+def l1_selection(models: List[dict]) -> dict:
+    """The model set's L1 with the best holdout log likelihood, from evaluate()'s
+    records (in --l1 order), reported like the knowledge model's l2_selection.
+    Deterministic: ties go to the earlier --l1 value; a model without a figure
+    (no holdout examples) is never chosen over one with a figure, and with no
+    figure at all the first --l1 value is kept (`chosen_on_holdout` is then
+    false)."""
+    scores = [model["holdout_log_likelihood"] for model in models]
+    scored = [i for i, score in enumerate(scores) if score is not None]
+    best = max(scored, key=lambda i: (scores[i], -i)) if scored else 0
+    return {"candidates": [model["l1"] for model in models], "holdout_log_likelihood": scores,
+            "holdout_examples": models[best]["holdout_examples"] if models else 0,
+            "chosen": models[best]["l1"] if models else None,
+            "chosen_on_holdout": bool(scored)}
+
+
 def weight_records(state, l1_values, names):
     """Non-zero weights with readable feature names (the writer sorts them)."""
     for model, l1 in enumerate(l1_values):

@@ -10,14 +10,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.settings import FitSettings
-from models.sparse_features import TEMPLATES, parse_templates
+from models.sparse_features import ALL_TEMPLATES, parse_templates
 from pipelines.cli import JobFailed, UsageError
 from pipelines.input_source import problem_log_source
 from pipelines.options import (ProblemLogOptions, TrainingOptions, checked_options, output_path,
                                parse_penalties, parse_problem_number_range, submits_only)
 from pipelines.progress import run_pipeline
 from pipelines.train_boosted import ARGUMENTS, add_boosted_arguments
-from transforms.boosted_training import TrainAndEvaluate, feature_names, weight_records
+from transforms.boosted_training import (TrainAndEvaluate, feature_names, l1_selection,
+                                         weight_records)
 from transforms.columnar_store import (HOLDOUT, LABEL, ReplaySparseExamples, Vocabularies,
                                        WriteColumnarStore, read_vocabulary)
 from transforms.fit import FITTED, FitPerExercise
@@ -63,6 +64,15 @@ def check_store_settings(store: str, options) -> None:
                          f"not {different[name]!r}; pass the same value or --rebuild_store")
 
 
+def check_store_templates(store: str, templates) -> None:
+    """A store built before a template existed has no column for it."""
+    missing = [template for template in templates if not FileSystems.exists(
+        output_path(store, "vocabulary", f"{template}.tsv"))]
+    if missing:
+        raise UsageError(f"--store {store!r} has no column for --templates "
+                         f"{', '.join(missing)} (built before they existed); pass --rebuild_store")
+
+
 def store_exists(store: str) -> bool:
     return bool(FileSystems.match([output_path(store, "examples-*.parquet")])[0].metadata_list)
 
@@ -88,10 +98,10 @@ def build_store(argv, options: BoostedOptions, store: str) -> dict:
     students = logs.valid | "SessionizeByStudent" >> SessionizeByStudent(
         options.max_attempts_per_student)
     examples = students.students | "ReplaySparse" >> ReplaySparseExamples(
-        TEMPLATES, options.seed, options.holdout_fraction, number_range)
+        ALL_TEMPLATES, options.seed, options.holdout_fraction, number_range)
     vocabularies = examples | "Vocabularies" >> Vocabularies(
         output_path(store, "vocabulary"), options.min_feature_count)
-    _ = examples | "WriteStore" >> WriteColumnarStore(store, TEMPLATES, vocabularies)
+    _ = examples | "WriteStore" >> WriteColumnarStore(store, ALL_TEMPLATES, vocabularies)
 
     settings = FitSettings(seed=options.seed, holdout_fraction=options.holdout_fraction)
     rows = students.students | "ReplayKnowledge" >> ReplayKnowledgeState(
@@ -186,6 +196,7 @@ def run(argv=None) -> dict:
     built = options.rebuild_store or not store_exists(store)
     if not built:
         check_store_settings(store, options)
+        check_store_templates(store, templates)
     if submits_only(PipelineOptions(argv)):
         # A template launch creates one job, and the training job reads the
         # store that the store-build job writes: only training can be templated.
@@ -205,8 +216,13 @@ def run(argv=None) -> dict:
             f"{store_build['records_unreadable']} unreadable), so there is nothing to train; "
             f"see {output_path(store, 'dead_letter', 'dead_letter-*.jsonl')}")
     models = train(argv, options, store, templates, l1_values)
+    selection = l1_selection(models)
     summary = {
-        "models": models, "templates": list(templates), "loss": options.loss,
+        "models": models, "l1_selection": selection,
+        # Where serving finds the chosen model: the weights file's rows with this l1.
+        "chosen_model": {"l1": selection["chosen"],
+                         "weights": output_path(options.output, "weights", "weights.jsonl")},
+        "templates": list(templates), "loss": options.loss,
         "iterations": options.iterations, "store": store, "store_built": built,
         "store_build": store_build,
         "knowledge_model": knowledge_model_holdout(store),
@@ -223,6 +239,13 @@ def run(argv=None) -> dict:
         print(f"l1={model['l1']:g}: {model['nonzero_weights']:,} of "
               f"{counted(model['features'], 'weight')} non-zero, holdout log likelihood "
               f"{_number(model['holdout_log_likelihood'])}, AUC {_number(model['holdout_auc'])}")
+    if selection["chosen_on_holdout"]:
+        print(f"--l1 {selection['chosen']:g} chosen on the holdout (best holdout log "
+              f"likelihood); its weights are the rows with l1 {selection['chosen']:g} "
+              f"of weights/weights.jsonl")
+    else:
+        print(f"--l1 {selection['chosen']:g} kept (the first value): no holdout examples "
+              f"to choose on")
     print(f"Knowledge model on the same holdout students: log likelihood {_number(knowledge)}")
     print(f"Outputs under {options.output} (store: {store}); "
           f"wall time {summary['wall_time_seconds']:.1f} s")
