@@ -51,6 +51,13 @@ def deterministic_order(rows: TrainingRows, keys: np.ndarray) -> np.ndarray:
     return order
 
 
+def in_sample_order(rows: TrainingRows, seed: int) -> TrainingRows:
+    """The rows in deterministic_order of their sample keys; bottom_k's
+    samples (all the pipeline's) already are, and are returned as they are."""
+    order = deterministic_order(rows, sample_keys(rows, seed))
+    return rows if np.array_equal(order, np.arange(len(rows))) else rows.take(order)
+
+
 def bottom_k(rows: TrainingRows, keys: np.ndarray, k: int) -> Tuple[TrainingRows, np.ndarray]:
     """The k rows with the smallest keys, in deterministic order."""
     order = deterministic_order(rows, keys)[:k]
@@ -69,7 +76,7 @@ def global_pool(rows: TrainingRows, settings: FitSettings) -> TrainingRows:
     sample-key order (never a held-out user's). The same share for every
     exercise, so the global theta is an average over exercises rather than
     the busiest exercises' fit."""
-    rows = rows.take(deterministic_order(rows, sample_keys(rows, settings.seed)))
+    rows = in_sample_order(rows, settings.seed)
     train = np.flatnonzero(~holdout_mask(rows, settings.seed, settings.holdout_fraction))
     return rows.take(train[:settings.global_rows_per_exercise])
 
@@ -116,9 +123,7 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     costs a SHA-256 and D normal draws; thousands of exercises share keys).
     `prior`: the theta the weights are shrunk toward (fit_global's; with None,
     toward zero as always); the records then say so ("shrunk_to_global")."""
-    order = deterministic_order(rows, sample_keys(rows, settings.seed))
-    if np.any(order != np.arange(len(rows))):  # bottom_k's samples come in order already
-        rows = rows.take(order)
+    rows = in_sample_order(rows, settings.seed)
     holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
     labels = rows.correct.astype(np.float64)
