@@ -460,6 +460,8 @@ class PriorEvents(NamedTuple):
     update_type: np.ndarray      # int64 codes into problem_types
     update_correct: np.ndarray   # bool
     update_order: np.ndarray     # int64 position among the student's updates
+    student_done: np.ndarray     # int64 per batch student: saved attempts, all exercises
+    student_correct: np.ndarray  # int64 per batch student: the correct ones among them
 
 
 def replay_students(students: Sequence[Sequence[ProblemLog]], components: ComponentCache,
@@ -478,7 +480,7 @@ def _no_prior(batch: LogBatch) -> PriorEvents:
     nothing = np.zeros(0, dtype=np.int64)
     return PriorEvents(batch.exercises or ("",), batch.problem_types or ("",), nothing,
                        nothing, np.zeros(0, dtype=bool), nothing, nothing, nothing,
-                       np.zeros(0, dtype=bool), nothing)
+                       np.zeros(0, dtype=bool), nothing, None, None)
 
 
 def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: ComponentCache,
@@ -490,13 +492,11 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     in time order (models.log_batch.sessionize_batch gives this). With `prior`
     the students start from their saved states instead of empty ones. With
     `student_features` the base columns also hold models.student_features'
-    (saved states do not hold their counts, so not together with `prior`).
+    (counted on from the saved states' counts).
 
     A row's random part lists only its own student's earlier updates, so rows do
     not depend on which other students share the batch (results are identical
     however Beam bundles the work)."""
-    if student_features and prior is not None:
-        raise ValueError("student features cannot continue from saved states")
     n = len(batch)
     lengths = np.diff(student_starts)
     if n == 0:
@@ -549,7 +549,9 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     if high is not None:
         emit &= problem_number < high
     rows = np.flatnonzero(emit)
-    student = student_feature_columns(student_starts, correct)[rows] if student_features else None
+    student = (student_feature_columns(student_starts, correct, prior.student_done,
+                                       prior.student_correct)[rows]
+               if student_features else None)
     base_x = np.empty((len(rows), NUM_BASE_FEATURES + (0 if student is None else student.shape[1])))
     base_x[:, 0] = 1.0
     base_x[:, 1:NUM_BASE_FEATURES] = base[rows]

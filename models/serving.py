@@ -62,11 +62,8 @@ class KnowledgeModel:
         if saved is None:
             state = KnowledgeState(self.components, self.student_features)
             logs = sessionize(history)[0]
-        elif self.student_features:
-            raise ValueError("a version trained with --student_features predicts from the "
-                             "whole history: saved states lack its counts")
         else:
-            state = knowledge_state(saved, self.components)
+            state = knowledge_state(saved, self.components, self.student_features)
             logs = sessionize_batch(LogBatch.from_logs(list(history)), prior=saved).logs.logs()
         for log in logs:
             state.update(log)

@@ -42,10 +42,12 @@ class StudentTotals:
         self.correct += 1 if correct else 0
 
 
-def student_feature_columns(student_starts: np.ndarray, correct: np.ndarray) -> np.ndarray:
+def student_feature_columns(student_starts: np.ndarray, correct: np.ndarray,
+                            saved_done=None, saved_correct=None) -> np.ndarray:
     """StudentTotals.features() before every attempt of a batch whose student
     i holds rows student_starts[i]:student_starts[i+1] in time order:
-    (rows, NUM_STUDENT_FEATURES)."""
+    (rows, NUM_STUDENT_FEATURES). `saved_done`, `saved_correct`: each
+    student's counts before the batch (saved states), zero when None."""
     n = len(correct)
     lengths = np.diff(student_starts)
     index = np.arange(n)
@@ -53,6 +55,9 @@ def student_feature_columns(student_starts: np.ndarray, correct: np.ndarray) -> 
     cumulative = np.r_[0, np.cumsum(correct, dtype=np.int64)]
     done = index - start
     correct_before = cumulative[index] - cumulative[start]
+    if saved_done is not None:
+        done = done + np.repeat(saved_done, lengths)
+        correct_before = correct_before + np.repeat(saved_correct, lengths)
     done, correct_before = done.astype(np.float64), correct_before.astype(np.float64)
     return np.column_stack([np.log1p(done), np.log1p(correct_before),
                             (correct_before + 1.0) / (done + 2.0)])

@@ -6,7 +6,9 @@ A StudentStates block has one row per (student, exercise) the student has
 attempted:
 
 * attempts: how many attempts on the exercise were kept so far (problem
-  numbers are derived counting on from it);
+  numbers are derived counting on from it), and correct_attempts: how many
+  of them were correct (their sums over the student's rows are the counts
+  of --student_features);
 * answers: the last WINDOW answers, oldest first;
 * recent attempts: the time_done and fingerprint (LogBatch.fingerprints) of
   the attempts less than RECENT_MICROS before the student's latest one: a
@@ -34,7 +36,7 @@ from models.log_batch import (Columns, LogBatch, bucket_rows, compact_codes, has
 
 # Bumped whenever the feature contract changes: a snapshot from another
 # version would give other features than a replay of the whole history.
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: correct_attempts
 RECENT_MICROS = 86_400_000_000  # one day
 
 _NAMES = ("users", "exercises", "problem_types")
@@ -56,11 +58,11 @@ class StudentStates(Columns):
     __slots__ = ("users", "user", "exercises", "exercise", "problem_types", "attempts",
                  "last_time", "answer_indptr", "answers", "recent_indptr", "recent_times",
                  "recent_fingerprints", "update_indptr", "update_type", "update_correct",
-                 "update_order")
+                 "update_order", "correct_attempts")
 
     def __init__(self, users, user, exercises, exercise, problem_types, attempts, last_time,
                  answer_indptr, answers, recent_indptr, recent_times, recent_fingerprints,
-                 update_indptr, update_type, update_correct, update_order):
+                 update_indptr, update_type, update_correct, update_order, correct_attempts):
         self.users, self.user = tuple(users), user              # int32 codes
         self.exercises, self.exercise = tuple(exercises), exercise
         self.problem_types = tuple(problem_types)
@@ -75,6 +77,7 @@ class StudentStates(Columns):
         self.update_type = update_type        # int32 codes into problem_types
         self.update_correct = update_correct  # bool
         self.update_order = update_order      # int64 position among the student's updates
+        self.correct_attempts = correct_attempts  # int64, of `attempts`
 
     def __len__(self):
         return len(self.attempts)
@@ -86,7 +89,7 @@ class StudentStates(Columns):
                              nothing, nothing, np.zeros(1, np.int64), np.zeros(0, bool),
                              np.zeros(1, np.int64), nothing, np.zeros(0, np.uint64),
                              np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool),
-                             nothing)
+                             nothing, nothing)
 
     @property
     def num_students(self) -> int:
@@ -107,7 +110,8 @@ class StudentStates(Columns):
                              self.last_time[index], answer_indptr, self.answers[answer_at],
                              recent_indptr, self.recent_times[recent_at],
                              self.recent_fingerprints[recent_at], update_indptr, update_type,
-                             self.update_correct[update_at], self.update_order[update_at])
+                             self.update_correct[update_at], self.update_order[update_at],
+                             self.correct_attempts[index])
 
     @staticmethod
     def concatenate(blocks: Sequence["StudentStates"]) -> "StudentStates":
@@ -132,7 +136,7 @@ class StudentStates(Columns):
                              indptr("recent_indptr"), joined("recent_times"),
                              joined("recent_fingerprints"), indptr("update_indptr"),
                              codes["update_type"], joined("update_correct"),
-                             joined("update_order"))
+                             joined("update_order"), joined("correct_attempts"))
 
     def forget_recent_before(self, micros: int) -> "StudentStates":
         """The same states without the recent attempts done before `micros`.
@@ -150,7 +154,7 @@ class StudentStates(Columns):
                              np.r_[0, np.cumsum(kept_per_row)].astype(np.int64),
                              self.recent_times[keep], self.recent_fingerprints[keep],
                              self.update_indptr, self.update_type, self.update_correct,
-                             self.update_order)
+                             self.update_order, self.correct_attempts)
 
     def user_hashes(self) -> np.ndarray:
         return name_hashes(self.users)[self.user]
@@ -183,12 +187,16 @@ class StudentStates(Columns):
         return copy, last_time, attempts
 
 
-def knowledge_state(saved: StudentStates, components: ComponentCache) -> KnowledgeState:
+def knowledge_state(saved: StudentStates, components: ComponentCache,
+                    student_features: bool = False) -> KnowledgeState:
     """The specification-shaped KnowledgeState of one student's saved rows
     (serving starts from it; its r adds the components in their saved order)."""
     if len(np.unique(saved.user)) > 1:
         raise ValueError("knowledge_state takes the rows of one student")
-    state = KnowledgeState(components)
+    state = KnowledgeState(components, student_features)
+    if state.totals is not None:
+        state.totals.done = int(saved.attempts.sum())
+        state.totals.correct = int(saved.correct_attempts.sum())
     updates = []
     for row in range(len(saved)):
         exercise = saved.exercises[saved.exercise[row]]
@@ -239,6 +247,11 @@ class Joined:
         update_student = np.repeat(self.student, updates_per_row)
         in_answers = answer_student < self.num_batch_students
         in_updates = update_student < self.num_batch_students
+        in_batch = self.student < self.num_batch_students
+
+        def per_student(counts):
+            return np.bincount(self.student[in_batch], weights=counts[in_batch],
+                               minlength=self.num_batch_students).astype(np.int64)
         return PriorEvents(
             exercises=self.exercises, problem_types=self.problem_types,
             answer_student=answer_student[in_answers],
@@ -248,7 +261,9 @@ class Joined:
             update_exercise=np.repeat(self.exercise, updates_per_row)[in_updates],
             update_type=self.update_type[in_updates],
             update_correct=prior.update_correct[in_updates],
-            update_order=prior.update_order[in_updates])
+            update_order=prior.update_order[in_updates],
+            student_done=per_student(prior.attempts),
+            student_correct=per_student(prior.correct_attempts))
 
     def advance(self, fingerprints: np.ndarray) -> StudentStates:
         """The state of every student (the batch's and the state's) after the
@@ -267,6 +282,9 @@ class Joined:
         prior_pair, new_pair = pair_of[:saved_rows], pair_of[saved_rows:]
         attempts = np.bincount(prior_pair, weights=prior.attempts, minlength=len(pairs))
         attempts += np.bincount(new_pair, minlength=len(pairs))
+        correct_attempts = (np.bincount(prior_pair, weights=prior.correct_attempts,
+                                        minlength=len(pairs))
+                            + np.bincount(new_pair, weights=batch.correct, minlength=len(pairs)))
 
         # Answers: the saved ones, then the batch's, the last WINDOW per pair.
         answers_per_row = np.diff(prior.answer_indptr)
@@ -316,7 +334,8 @@ class Joined:
             update_indptr.astype(np.int64),
             np.r_[self.update_type, batch.problem_type[new_rows]][order].astype(np.int32),
             np.r_[prior.update_correct, batch.correct[new_rows]][order],
-            update_order[order].astype(np.int64)).take(np.arange(len(pairs)))
+            update_order[order].astype(np.int64),
+            correct_attempts.astype(np.int64)).take(np.arange(len(pairs)))
 
 
 # The snapshot's file schema: one row per (student, exercise), as in memory
@@ -325,7 +344,7 @@ def arrow_schema():
     import pyarrow as pa
     return pa.schema([
         ("user", pa.string()), ("exercise", pa.string()), ("attempts", pa.int64()),
-        ("last_time_done", pa.timestamp("us", tz="UTC")),
+        ("correct_attempts", pa.int64()), ("last_time_done", pa.timestamp("us", tz="UTC")),
         ("answers", pa.list_(pa.bool_())),
         ("recent_attempts", pa.list_(pa.struct([("time_done", pa.timestamp("us", tz="UTC")),
                                                 ("fingerprint", pa.uint64())]))),
@@ -355,6 +374,7 @@ def to_arrow(states: StudentStates):
     return pa.Table.from_arrays(
         [names(states.users, states.user), names(states.exercises, states.exercise),
          pa.array(states.attempts, type=pa.int64()),
+         pa.array(states.correct_attempts, type=pa.int64()),
          timestamps(states.last_time),
          ragged(states.answer_indptr, pa.array(states.answers, type=pa.bool_())),
          ragged(states.recent_indptr, pa.StructArray.from_arrays(
@@ -412,4 +432,5 @@ def from_arrow(table) -> StudentStates:
         recent_fingerprints.to_numpy().astype(np.uint64), update_indptr,
         types.indices.to_numpy(zero_copy_only=False).astype(np.int32),
         update_correct.to_numpy(zero_copy_only=False).astype(bool),
-        update_order.to_numpy().astype(np.int64))
+        update_order.to_numpy().astype(np.int64),
+        column("correct_attempts").to_numpy().astype(np.int64))

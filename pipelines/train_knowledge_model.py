@@ -68,9 +68,8 @@ def add_knowledge_model_arguments(parser) -> None:
                             "(correct + 1) / (attempts + 2). They sit after the six "
                             "knowledge features in theta; the run summary (and a "
                             "Datastore version) records it, so serving and the monitor "
-                            "compute the same vector. Not with --state_input, "
-                            "--state_output or --state_dir (saved states lack these "
-                            "counts).")
+                            "compute the same vector. With saved state the counts "
+                            "continue from the snapshot's.")
     group.add_argument("--max_iterations", type=positive_int,
                        default=FitSettings.max_iterations,
                        help="L-BFGS iteration limit per exercise.")

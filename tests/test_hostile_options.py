@@ -252,22 +252,3 @@ def test_bad_column_mapping_with_bigquery_input_is_refused_offline(tmp_path):
     assert "--column_mapping" in result.stderr, result.stderr[-3000:]
     assert connections == 0, f"{connections} network connection(s) attempted"
     assert files_under(output) == []
-
-
-# --------------------------------------------------------------------------- option conflicts
-
-@pytest.mark.parametrize("state_option", ["--state_input", "--state_output", "--state_dir"])
-def test_student_features_refuse_saved_state(state_option, inputs, tmp_path, capsys):
-    """Saved student states do not hold the counts over all exercises that
-    --student_features needs: refused in one line, exit 2, before any work
-    (the state directory is neither read nor created)."""
-    output, state = tmp_path / "out", tmp_path / "state"
-    with pytest.raises(SystemExit) as exited:
-        train_knowledge_model.main(["--input", inputs["good"], "--output", str(output),
-                                    *COMMON, "--student_features", state_option, str(state)])
-    stderr = capsys.readouterr().err
-    assert exited.value.code == 2, stderr[-3000:]
-    assert "Traceback" not in stderr
-    (line,) = [line for line in stderr.splitlines() if "--student_features" in line]
-    assert names_option(line, state_option), line
-    assert files_under(output) == [] and not state.exists()

@@ -99,6 +99,31 @@ def test_sliced_runs_emit_the_full_runs_rows(full_and_sliced):
     assert summaries[-1]["state_input"]["students"] == summaries[1]["state_students_written"]
 
 
+def test_sliced_runs_with_student_features_emit_the_full_runs_rows(slices, tmp_path):
+    """--student_features continues its counts over all exercises from each
+    snapshot: the sliced runs' rows, student columns included, are the full
+    run's."""
+    features = [*COMMON, "--student_features"]
+    run(["--input", str(os.path.dirname(slices[0])) + "/slice-*.avro", "--output",
+         str(tmp_path / "full"), "--training_rows_output", str(tmp_path / "full-rows"),
+         *features])
+    state = None
+    for number, path in enumerate(slices):
+        run(["--input", path, "--output", str(tmp_path / f"out-{number}"),
+             "--training_rows_output", str(tmp_path / f"rows-{number}"),
+             "--state_output", str(tmp_path / f"state-{number}"), *features,
+             *(["--state_input", state] if state else [])])
+        state = str(tmp_path / f"state-{number}")
+    expected = rows_of(tmp_path / "full-rows")
+    actual = {}
+    for number in range(3):
+        actual.update(rows_of(tmp_path / f"rows-{number}"))
+    assert set(actual) == set(expected)
+    assert {len(x) for x in expected.values()} == {7 + 3 + 100}
+    assert max(np.max(np.abs(np.array(actual[key]) - np.array(expected[key])))
+               for key in expected) <= 1e-12
+
+
 def test_the_last_snapshot_holds_every_student(full_and_sliced):
     full, summaries, base = full_and_sliced
     header = json.loads((base / "state-2" / "SNAPSHOT.json").read_text())

@@ -113,11 +113,9 @@ def test_serving_predicts_what_training_rows_give():
             expected[last], abs=1e-12)
 
 
-def test_serving_checks_the_width_and_refuses_saved_states():
+def test_serving_checks_the_width():
     params = [{"exercise": "a", "theta": [0.0] * (NUM_BASE_FEATURES + K + 2)}]
     model = KnowledgeModel.from_records(params, [], 0, 2, student_features=True)
     assert model.student_features
     with pytest.raises(ValueError, match="does not have 9 values"):
         KnowledgeModel.from_records(params, [], 0, 2)
-    with pytest.raises(ValueError, match="saved states"):
-        model.state(HISTORY, saved=object())

@@ -40,12 +40,12 @@ def sliced(logs, boundaries):
             for low, high in zip(edges, edges[1:])]
 
 
-def run(logs, state, components):
+def run(logs, state, components, student_features=False):
     """One run: (rows, state after, Sessionized)."""
     result = sessionize_batch(LogBatch.from_logs(logs), None, prior=state)
     joined = Joined(state, result.logs, result.student_starts)
     rows = replay_batch(result.logs, result.student_starts, components,
-                        prior=joined.events())
+                        prior=joined.events(), student_features=student_features)
     return rows, joined.advance(result.fingerprints), result
 
 
@@ -75,12 +75,15 @@ def assert_same_rows(actual, expected):
                                    rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("num_slices,seed", [(3, 0), (3, 1), (10, 2), (10, 3)])
-def test_sliced_replay_equals_one_replay(num_slices, seed, tmp_path):
+@pytest.mark.parametrize("num_slices,seed,student_features",
+                         [(3, 0, False), (3, 1, True), (10, 2, False), (10, 3, True)])
+def test_sliced_replay_equals_one_replay(num_slices, seed, student_features, tmp_path):
+    """With --student_features too: the counts over all exercises continue
+    from the saved ones."""
     rng = random.Random(seed)
     logs = random_logs(rng)
     components = ComponentCache(seed=5, dim=DIM)
-    full_rows, _, full = run(logs, StudentStates.empty(), components)
+    full_rows, _, full = run(logs, StudentStates.empty(), components, student_features)
 
     boundaries = sorted(rng.sample(range(T0 + 1000, T0 + 200_000, 1000), num_slices - 1))
     state, parts, duplicates, copies = StudentStates.empty(), [], 0, 0
@@ -91,7 +94,7 @@ def test_sliced_replay_equals_one_replay(num_slices, seed, tmp_path):
         # (recent enough to be in its window) arrive again.
         again = [log for log in previous[-3:] if log in kept or log.problem_number is None]
         copies += len(again)
-        rows, state, result = run(part + again, state, components)
+        rows, state, result = run(part + again, state, components, student_features)
         state = through_parquet(state, tmp_path)
         parts.append(rows)
         duplicates += result.duplicates
@@ -115,6 +118,8 @@ def test_state_holds_the_window_attempt_counts_and_first_attempts():
     table = to_arrow(state).to_pylist()
     by_exercise = {row["exercise"]: row for row in table}
     assert by_exercise["e"]["attempts"] == 25
+    assert by_exercise["e"]["correct_attempts"] == 16  # i % 3 != 0 for i < 25
+    assert by_exercise["f"]["correct_attempts"] == 1
     # The last 20 of 25 answers: attempts 5..24 (i % 3 != 0).
     assert by_exercise["e"]["answers"] == [i % 3 != 0 for i in range(5, 25)]
     assert by_exercise["e"]["first_attempts"] == [
@@ -167,15 +172,17 @@ def test_a_table_that_is_not_a_snapshot_is_refused():
         from_arrow(pa.table({"user": ["a"]}))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_serving_from_a_saved_state_equals_serving_from_the_whole_history(seed, tmp_path):
+@pytest.mark.parametrize("seed,student_features", [(0, False), (1, True), (2, False), (3, True)])
+def test_serving_from_a_saved_state_equals_serving_from_the_whole_history(
+        seed, student_features, tmp_path):
     from models.serving import KnowledgeModel
     rng = random.Random(seed)
     components = ComponentCache(seed=9, dim=DIM)
     logs = random_logs(rng, students=8, attempts=(20, 70))
-    thetas = {exercise: np.array([rng.gauss(0, 1) for _ in range(7 + DIM)])
+    width = 7 + (3 if student_features else 0) + DIM
+    thetas = {exercise: np.array([rng.gauss(0, 1) for _ in range(width)])
               for exercise in ("a", "b", "c\x1fd", "B")}
-    model = KnowledgeModel(thetas, components)
+    model = KnowledgeModel(thetas, components, student_features=student_features)
     cut = T0 + 120_000
     _, state, _ = run([log for log in logs if log.time_done < cut], StudentStates.empty(),
                       components)

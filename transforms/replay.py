@@ -76,15 +76,11 @@ class _ReplayBuckets(beam.DoFn):
 
     def process(self, element):
         bucket, (batch, starts, *saved) = element
-        if saved:
-            prior, fingerprints = saved
-            joined = Joined(prior, batch, starts)
-            rows = replay_batch(batch, starts, self.components, self.problem_number_range,
-                                joined.events())
-            yield pvalue.TaggedOutput(STATES, (bucket, joined.advance(fingerprints)))
-        else:
-            rows = replay_batch(batch, starts, self.components, self.problem_number_range,
-                                student_features=self.student_features)
+        joined = Joined(saved[0], batch, starts) if saved else None
+        rows = replay_batch(batch, starts, self.components, self.problem_number_range,
+                            joined and joined.events(), self.student_features)
+        if joined:
+            yield pvalue.TaggedOutput(STATES, (bucket, joined.advance(saved[1])))
         if self.emit_from is not None:
             inside = rows.time_done >= self.emit_from
             self.rows_before_window.inc(int(len(rows) - inside.sum()))
@@ -100,7 +96,7 @@ class ReplayKnowledgeState(beam.PTransform):
     `emit_from` (epoch µs) earlier attempts only update the state. Buckets
     sessionized with saved states also give `states`: (bucket, StudentStates)
     after the bucket's logs. `student_features`: the rows also carry
-    models.student_features' columns (not with saved states)."""
+    models.student_features' columns."""
 
     def __init__(self, seed: int, num_random_features: int, problem_number_range=(1, None),
                  emit_from=None, student_features: bool = False):

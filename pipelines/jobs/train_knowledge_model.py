@@ -59,11 +59,6 @@ def validate(options) -> dict:
     their types, pipelines.option_types, when the command line was parsed.)"""
     if not options.output:
         raise ValueError("--output is required")
-    if options.student_features and (options.state_input or options.state_output
-                                     or options.state_dir):
-        raise ValueError("--student_features cannot be used with --state_input, "
-                         "--state_output or --state_dir: saved student states do not hold "
-                         "the counts over all exercises")
     read, start = read_window(options)
     settings = {
         "train_from": day_start_micros(start),
