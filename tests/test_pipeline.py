@@ -68,13 +68,20 @@ def trained(sample, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(raw_records):
-    """Rows by the specification-shaped replay, grouped by exercise."""
+def logs_by_user(raw_records):
+    """The sample's records parsed, grouped by user in file order."""
     parse = ProblemLogParser()
     by_user = {}
     for raw in raw_records:
         log = parse(raw)
         by_user.setdefault(log.user, []).append(log)
+    return by_user
+
+
+@pytest.fixture(scope="module")
+def reference(logs_by_user):
+    """Rows by the specification-shaped replay, grouped by exercise."""
+    by_user = logs_by_user
     components = ComponentCache(SEED, D)
     rows = {}
     for logs in by_user.values():
@@ -414,7 +421,7 @@ def test_shrink_to_global_with_l2_candidates(sample, trained, capsys, tmp_path):
                for e in shrunk)
 
 
-def test_student_features_end_to_end(sample, raw_records, tmp_path):
+def test_student_features_end_to_end(sample, logs_by_user, tmp_path):
     """--student_features: the training rows equal the one-attempt-at-a-time
     reference with the student counts, the summary names the columns, and the
     model serving loads from the output predicts each attempt exactly as
@@ -426,11 +433,7 @@ def test_student_features_end_to_end(sample, raw_records, tmp_path):
     names = summary["model"]["feature_names"]
     assert names[7:10] == ["log_student_done", "log_student_correct",
                            "student_percent_correct"] and len(names) == 10 + D
-    parse = ProblemLogParser()
-    by_user = {}
-    for raw in raw_records:
-        parsed = parse(raw)
-        by_user.setdefault(parsed.user, []).append(parsed)
+    by_user = logs_by_user
     components = ComponentCache(SEED, D)
     expected = {}
     for logs in by_user.values():
