@@ -5,6 +5,7 @@ holdout side are pure functions of the data and the seed, so the result does
 not depend on row order, bundling or the number of workers.
 """
 
+import functools
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -16,9 +17,13 @@ from models.logistic import auc, base_rate_log_likelihood, fit_logistic, log_lik
 from models.settings import FitSettings
 
 
+@functools.lru_cache(maxsize=None)
+def _salt(purpose: int, seed: int) -> np.uint64:
+    return splitmix64(np.array([purpose * 0x10001 + seed], dtype=np.uint64))[0]
+
+
 def _salted(user_hashes: np.ndarray, purpose: int, seed: int) -> np.ndarray:
-    salt = splitmix64(np.array([purpose * 0x10001 + seed], dtype=np.uint64))[0]
-    return splitmix64(user_hashes ^ salt)
+    return splitmix64(user_hashes ^ _salt(purpose, seed))
 
 
 def sample_keys(rows: TrainingRows, seed: int) -> np.ndarray:

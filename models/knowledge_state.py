@@ -23,7 +23,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse
 
-from models.log_batch import Columns, LogBatch, name_hashes
+from models.log_batch import (Columns, LogBatch, compact_codes, merge_codes, name_hashes,
+                              unique_codes)
 from models.problem_log import ProblemLog
 from models.student_features import (STUDENT_FEATURE_NAMES, StudentTotals,
                                      student_feature_columns)
@@ -242,6 +243,19 @@ def user_hash(user: str) -> int:
                           "little")
 
 
+_EMPTY_CODES = np.zeros(0, dtype=np.int32)
+
+
+def _codes_per_block(block_of: np.ndarray, codes: np.ndarray, num_blocks: int, domain: int):
+    """Codes in [0, domain) grouped in blocks (block_of non-decreasing) ->
+    (bounds, used, local): block b uses the codes used[bounds[b]:bounds[b+1]]
+    (sorted), and local[i] is codes[i]'s position among its block's."""
+    size = max(domain, 1)
+    pairs, position = unique_codes(block_of * size + codes, num_blocks * size)
+    bounds = np.searchsorted(pairs // size, np.arange(num_blocks + 1))
+    return bounds, (pairs % size).tolist(), (position - bounds[block_of]).astype(np.int32)
+
+
 def ragged_take(indptr: np.ndarray, index: np.ndarray):
     """Rows `index` of a CSR-style ragged array: (their indptr, the positions
     of their values in the values array)."""
@@ -257,6 +271,11 @@ class TrainingRows(Columns):
     """A block of training rows as columns: what travels between pipeline steps
     instead of one element per attempt.
 
+    Users and exercises are integer codes into the block's own tuples of
+    names (`user` and `exercise` give the names per row): an object array of
+    names cost more to pickle between steps than all the numeric columns
+    together (measured).
+
     The random part of x is kept factorised: row i's r is the sum of the
     components of the keys update_ids[update_indptr[i]:update_indptr[i+1]]
     (indices into component_keys, in the order they were added). That is
@@ -266,17 +285,19 @@ class TrainingRows(Columns):
     its r as D floats instead (dense_rows, dense_r): ids would cost more, and
     would grow with the square of the history."""
 
-    __slots__ = ("user", "user_hash", "exercise", "time_done", "problem_number", "correct",
-                 "base", "update_indptr", "update_ids", "component_keys", "dense_rows",
-                 "dense_r")
-    _ROW_COLUMNS = ("user", "user_hash", "exercise", "time_done", "problem_number", "correct",
-                    "base")
+    __slots__ = ("users", "user_code", "user_hash", "exercises", "exercise_code", "time_done",
+                 "problem_number", "correct", "base", "update_indptr", "update_ids",
+                 "component_keys", "dense_rows", "dense_r")
+    _ROW_COLUMNS = ("user_hash", "time_done", "problem_number", "correct", "base")
 
-    def __init__(self, user, user_hash, exercise, time_done, problem_number, correct, base,
-                 update_indptr, update_ids, component_keys, dense_rows=None, dense_r=None):
-        self.user = user                      # object (str)
+    def __init__(self, users, user_code, user_hash, exercises, exercise_code, time_done,
+                 problem_number, correct, base, update_indptr, update_ids, component_keys,
+                 dense_rows=None, dense_r=None):
+        self.users = tuple(users)             # str names (a take keeps only those used)
+        self.user_code = user_code            # int32 into users
         self.user_hash = user_hash            # uint64 user_hash(user): sampling, holdout
-        self.exercise = exercise              # object (str)
+        self.exercises = tuple(exercises)     # str names (a take keeps only those used)
+        self.exercise_code = exercise_code    # int32 into exercises
         self.time_done = time_done            # int64 epoch microseconds
         self.problem_number = problem_number  # int64
         self.correct = correct                # bool
@@ -293,10 +314,19 @@ class TrainingRows(Columns):
     def __len__(self):
         return len(self.correct)
 
+    @property
+    def user(self) -> np.ndarray:
+        """Per row, the user's name (an object array, built on each access)."""
+        return np.array(self.users, dtype=object)[self.user_code]
+
+    @property
+    def exercise(self) -> np.ndarray:
+        """Per row, the exercise's name (an object array, built on each access)."""
+        return np.array(self.exercises, dtype=object)[self.exercise_code]
+
     @staticmethod
     def empty() -> "TrainingRows":
-        return TrainingRows(np.array([], dtype=object), np.array([], dtype=np.uint64),
-                            np.array([], dtype=object),
+        return TrainingRows((), _EMPTY_CODES, np.array([], dtype=np.uint64), (), _EMPTY_CODES,
                             np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                             np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
                             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
@@ -306,10 +336,12 @@ class TrainingRows(Columns):
         if index.dtype == bool:
             index = np.flatnonzero(index)
         indptr, positions = ragged_take(self.update_indptr, index)
-        ids = self.update_ids[positions]
-        # Only the keys these rows use: a block must not carry the keys of the
-        # whole batch it came from (exercises x keys across thousands of blocks).
-        used, ids = np.unique(ids, return_inverse=True)
+        # Only the names and keys these rows use: a block must not carry those
+        # of the whole batch it came from (exercises x keys across thousands
+        # of blocks).
+        used, ids = unique_codes(self.update_ids[positions], len(self.component_keys))
+        users, user_code = compact_codes(self.users, self.user_code[index])
+        exercises, exercise_code = compact_codes(self.exercises, self.exercise_code[index])
         dense_rows, dense_r = self.dense_rows, self.dense_r
         if len(dense_rows):
             where = np.full(len(self), -1, dtype=np.int64)
@@ -317,9 +349,9 @@ class TrainingRows(Columns):
             selected = where[index]
             dense_rows = np.flatnonzero(selected >= 0)
             dense_r = dense_r[selected[dense_rows]]
-        return TrainingRows(*(getattr(self, name)[index] for name in self._ROW_COLUMNS),
-                            indptr, ids.astype(np.int32).reshape(-1),
-                            tuple([self.component_keys[i] for i in used.tolist()]),
+        return TrainingRows(users, user_code, self.user_hash[index], exercises, exercise_code,
+                            *(getattr(self, name)[index] for name in self._ROW_COLUMNS[1:]),
+                            indptr, ids, tuple([self.component_keys[i] for i in used.tolist()]),
                             dense_rows, dense_r)
 
     @staticmethod
@@ -336,43 +368,43 @@ class TrainingRows(Columns):
         starts = np.cumsum([0] + [len(block) for block in blocks])
         dense = [(block.dense_rows + start, block.dense_r)
                  for block, start in zip(blocks, starts) if len(block.dense_rows)]
+        users, user_code = merge_codes([(block.users, block.user_code) for block in blocks])
+        exercises, exercise_code = merge_codes([(block.exercises, block.exercise_code)
+                                                for block in blocks])
+        columns = [np.concatenate([getattr(block, name) for block in blocks])
+                   for name in TrainingRows._ROW_COLUMNS]
         return TrainingRows(
-            *(np.concatenate([getattr(block, name) for block in blocks])
-              for name in TrainingRows._ROW_COLUMNS),
+            users, user_code, columns[0], exercises, exercise_code, *columns[1:],
             np.concatenate(indptrs), np.concatenate(ids).astype(np.int32), tuple(keys),
             *((np.concatenate([rows for rows, _ in dense]),
                np.concatenate([r for _, r in dense])) if dense else ()))
 
     def split_by_exercise(self) -> Iterable[Tuple[str, "TrainingRows"]]:
-        """(exercise, its rows in their original order), exercises in order of
-        first appearance."""
-        import pyarrow as pa  # factorises a million names in C, not a dict call each
-        encoded = pa.array(self.exercise, type=pa.string()).dictionary_encode()
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        names = encoded.dictionary.to_pylist()
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        """(exercise, its rows in their original order), exercises in code order."""
+        order = np.argsort(self.exercise_code, kind="stable")
+        num_blocks = len(self.exercises)
+        bounds = np.searchsorted(self.exercise_code[order], np.arange(num_blocks + 1))
         # One take, then every exercise's block as slices of it, each with only
-        # the keys its own rows use (one np.unique over (block, key) pairs):
-        # a take per exercise cost ~0.4 ms, most of the replay's time with
-        # thousands of exercises (measured).
+        # the users and keys its own rows use: a take per exercise cost ~0.4
+        # ms, most of the replay's time with thousands of exercises (measured).
         rows = self.take(order)
-        block_of_row = np.repeat(np.arange(len(names)), np.diff(bounds))
+        block_of_row = np.repeat(np.arange(num_blocks), np.diff(bounds))
         block_of_update = np.repeat(block_of_row, np.diff(rows.update_indptr))
-        num_keys = max(len(rows.component_keys), 1)
-        used, local = np.unique(block_of_update * num_keys + rows.update_ids,
-                                return_inverse=True)
-        key_bounds = np.searchsorted(used // num_keys, np.arange(len(names) + 1))
-        local_ids = (local.reshape(-1) - key_bounds[block_of_update]).astype(np.int32)
-        used_keys = (used % num_keys).tolist()
+        key_bounds, used_keys, local_ids = _codes_per_block(
+            block_of_update, rows.update_ids, num_blocks, len(rows.component_keys))
+        user_bounds, used_users, local_users = _codes_per_block(
+            block_of_row, rows.user_code, num_blocks, len(rows.users))
         update_bounds = rows.update_indptr[bounds]
         dense_bounds = np.searchsorted(rows.dense_rows, bounds)
-        for code, name in enumerate(names):
+        for code, name in enumerate(rows.exercises):
             low, high = bounds[code], bounds[code + 1]
             updates = slice(update_bounds[code], update_bounds[code + 1])
             dense = slice(dense_bounds[code], dense_bounds[code + 1])
             yield name, TrainingRows(
-                *(getattr(rows, column)[low:high] for column in self._ROW_COLUMNS),
+                [rows.users[user] for user in used_users[user_bounds[code]:user_bounds[code + 1]]],
+                local_users[low:high], rows.user_hash[low:high], (name,),
+                np.zeros(high - low, dtype=np.int32),
+                *(getattr(rows, column)[low:high] for column in self._ROW_COLUMNS[1:]),
                 rows.update_indptr[low:high + 1] - update_bounds[code], local_ids[updates],
                 tuple([rows.component_keys[key]
                        for key in used_keys[key_bounds[code]:key_bounds[code + 1]]]),
@@ -529,11 +561,11 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     sequence = np.lexsort((np.r_[prior.update_order, update_rows],
                            np.r_[np.zeros(len(prior.update_order)), np.ones(len(update_rows))],
                            update_student))
-    unique_codes, update_key_ids = np.unique(key_codes[sequence], return_inverse=True)
+    used_codes, update_key_ids = unique_codes(key_codes[sequence],
+                                              len(exercises) * len(types) * 2)
     component_keys = tuple((exercises[code // 2 // len(types)],
                             types[code // 2 % len(types)], bool(code % 2))
-                           for code in unique_codes.tolist())
-    update_key_ids = update_key_ids.astype(np.int32).reshape(-1)
+                           for code in used_codes.tolist())
     components.used.update(component_keys)
     # A row's updates: its student's saved ones, then those of the batch before it.
     saved_updates = np.bincount(prior.update_student, minlength=num_students)
@@ -574,11 +606,10 @@ def replay_batch(batch: LogBatch, student_starts: np.ndarray, components: Compon
     indptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(stops - starts, out=indptr[1:])
     positions = np.repeat(starts - indptr[:-1], stops - starts) + np.arange(indptr[-1])
-    user_codes = batch.user[rows]
+    user_code = batch.user[rows]
     return TrainingRows(
-        user=np.array(batch.users, dtype=object)[user_codes],
-        user_hash=name_hashes(batch.users)[user_codes],
-        exercise=np.array(batch.exercises, dtype=object)[batch.exercise[rows]],
+        users=batch.users, user_code=user_code, user_hash=name_hashes(batch.users)[user_code],
+        exercises=batch.exercises, exercise_code=batch.exercise[rows],
         time_done=batch.time_done[rows],
         problem_number=problem_number[rows],
         correct=correct[rows],

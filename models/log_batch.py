@@ -27,11 +27,29 @@ def _codes(names: Sequence[str], index: Dict[str, int]) -> np.ndarray:
                        dtype=np.int32, count=len(names))
 
 
+def unique_codes(codes: np.ndarray, domain: int) -> Tuple[np.ndarray, np.ndarray]:
+    """np.unique(codes, return_inverse=True) for integer codes in [0, domain):
+    (the sorted codes used, int32 positions of each code among them). A
+    presence mask is O(len + domain) where np.unique sorts; on the pipeline's
+    hot paths (millions of codes from a few thousand) it was most of the time
+    (measured), so the sort is kept only for a domain much wider than the codes."""
+    codes = np.asarray(codes).reshape(-1)
+    if domain > max(4 * len(codes), 1 << 16):
+        used, inverse = np.unique(codes, return_inverse=True)
+        return used, inverse.astype(np.int32).reshape(-1)
+    present = np.zeros(domain, dtype=bool)
+    present[codes] = True
+    used = np.flatnonzero(present)
+    rank = np.zeros(domain, dtype=np.int32)
+    rank[used] = np.arange(len(used), dtype=np.int32)
+    return used, rank[codes]
+
+
 def compact_codes(names: Sequence[str], codes: np.ndarray) -> Tuple[tuple, np.ndarray]:
     """(the names `codes` use, the codes into them): a block's dictionary cut
     down to its own rows."""
-    used, inverse = np.unique(codes, return_inverse=True)
-    return tuple(names[i] for i in used.tolist()), inverse.astype(np.int32).reshape(-1)
+    used, inverse = unique_codes(codes, len(names))
+    return tuple(names[i] for i in used.tolist()), inverse
 
 
 def merge_codes(parts: Sequence[Tuple[Sequence[str], np.ndarray]]) -> Tuple[tuple, np.ndarray]:

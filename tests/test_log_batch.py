@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.knowledge_state import sessionize_with_conflicts, user_hash
-from models.log_batch import LogBatch, sessionize_batch
+from models.log_batch import LogBatch, sessionize_batch, unique_codes
 from models.problem_log import ProblemLog
 
 T0 = 1_700_000_000_000_000
@@ -96,3 +96,14 @@ def test_empty_batches():
     assert len(LogBatch.concatenate([LogBatch.empty(), LogBatch.empty()])) == 0
     result = sessionize_batch(LogBatch.empty(), 3)
     assert len(result.logs) == 0 and list(result.student_starts) == [0]
+
+
+@pytest.mark.parametrize("domain, size", [(50, 10_000), (1 << 20, 30), (7, 0), (3, 1)])
+def test_unique_codes_equals_numpy_unique(domain, size):
+    """Both paths (presence mask for a narrow domain, sort for a wide one)."""
+    codes = np.random.default_rng(domain).integers(0, domain, size)
+    used, inverse = unique_codes(codes, domain)
+    expected_used, expected_inverse = np.unique(codes, return_inverse=True)
+    np.testing.assert_array_equal(used, expected_used)
+    np.testing.assert_array_equal(inverse, expected_inverse)
+    assert inverse.dtype == np.int32

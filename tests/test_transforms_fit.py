@@ -33,9 +33,11 @@ def make_rows(exercise, n, rng, all_correct=False):
     true_theta = rng.normal(size=x.shape[1])
     labels = (np.ones(n, dtype=bool) if all_correct
               else rng.random(n) < 1 / (1 + np.exp(-x @ true_theta)))
+    names = sorted(set(users))
     rows = TrainingRows(
-        users, np.array([user_hash(u) for u in users], dtype=np.uint64),
-        np.array([exercise] * n, dtype=object), T + np.arange(n, dtype=np.int64) * 10**6,
+        names, np.array([names.index(u) for u in users], dtype=np.int32),
+        np.array([user_hash(u) for u in users], dtype=np.uint64),
+        (exercise,), np.zeros(n, dtype=np.int32), T + np.arange(n, dtype=np.int64) * 10**6,
         np.ones(n, dtype=np.int64), labels, base, indptr, ids, KEYS)
     return rows, x, labels
 

@@ -26,7 +26,8 @@ def test_a_partition_reads_back_the_rows_and_counts_of_the_window(tmp_path):
         rows.time_done = T + (np.arange(n) % 3) * DAY  # days 0, 1, 2 of the window
         blocks.append((exercise, rows))
     # Rows of long histories carry r as D floats: a block of them, same exercise.
-    dense = TrainingRows(rows.user, rows.user_hash, rows.exercise, rows.time_done + 1,
+    dense = TrainingRows(rows.users, rows.user_code, rows.user_hash, rows.exercises,
+                         rows.exercise_code, rows.time_done + 1,
                          rows.problem_number, rows.correct, rows.base,
                          np.zeros(len(rows) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32),
                          (), np.arange(len(rows)), x[:, NUM_BASE_FEATURES:] * 2)

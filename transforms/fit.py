@@ -21,9 +21,12 @@ class BottomKRowsFn(beam.CombineFn):
     memory is bounded by k per exercise and which Beam can pre-combine on each
     worker before the shuffle. Also counts every row seen.
 
-    Accumulator: [list of (TrainingRows, keys) blocks, rows held, rows seen],
+    Accumulator: [list of TrainingRows blocks, rows held, rows seen],
     modified in place (as Beam allows). Blocks are compacted only when they
-    hold more than 2k rows, so adding a small block never copies the sample."""
+    hold more than 2k rows, so adding a small block never copies the sample.
+    Sample keys are computed only then, over all the blocks at once: per
+    block they cost more than the rest of the combine with thousands of
+    small exercises (measured)."""
 
     def __init__(self, k: int, seed: int):
         self.k = k
@@ -35,19 +38,19 @@ class BottomKRowsFn(beam.CombineFn):
     def _compact(self, accumulator):
         blocks, held, _ = accumulator
         if held > 2 * self.k:
-            rows, keys = self._bottom_k(blocks)
-            accumulator[0], accumulator[1] = [(rows, keys)], len(rows)
+            rows = self._bottom_k(blocks)
+            accumulator[0], accumulator[1] = [rows], len(rows)
         return accumulator
 
     def _bottom_k(self, blocks):
-        return bottom_k(TrainingRows.concatenate([rows for rows, _ in blocks]),
-                        np.concatenate([keys for _, keys in blocks]), self.k)
+        rows = TrainingRows.concatenate(blocks)
+        return bottom_k(rows, sample_keys(rows, self.seed), self.k)[0]
 
     def add_input(self, accumulator, element):
         """`element`: a TrainingRows block, or (a sample, rows seen) from an
         earlier sampling (transforms.rows_store: a run's sample read back)."""
         rows, seen = element if isinstance(element, tuple) else (element, len(element))
-        accumulator[0].append((rows, sample_keys(rows, self.seed)))
+        accumulator[0].append(rows)
         accumulator[1] += len(rows)
         accumulator[2] += seen
         return self._compact(accumulator)
@@ -65,8 +68,7 @@ class BottomKRowsFn(beam.CombineFn):
         blocks, _, seen = accumulator
         if not blocks:  # CombineGlobally over nothing
             return TrainingRows.empty(), seen
-        rows, _ = self._bottom_k(blocks)
-        return rows, seen
+        return self._bottom_k(blocks), seen
 
 
 class _Fit(beam.DoFn):

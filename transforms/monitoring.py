@@ -58,8 +58,8 @@ class _ScoreBuckets(beam.DoFn):
             inside &= rows.time_done >= self.start
         if self.end is not None:
             inside &= rows.time_done < self.end
-        index = np.array([self.exercise_index.get(name, -1) for name in rows.exercise],
-                         dtype=np.int64)
+        index = np.array([self.exercise_index.get(name, -1) for name in rows.exercises]
+                         + [-1], dtype=np.int64)[rows.exercise_code]
         scored = inside & (index >= 0)
         self.outside_window.inc(int((~inside).sum()))
         self.without_params.inc(int((inside & (index < 0)).sum()))

@@ -77,6 +77,11 @@ class _WriteShard(beam.DoFn):
         yield name
 
 
+def _names(names: tuple, codes: np.ndarray):
+    """Per-row names as a string column, built from the block's dictionary."""
+    return pa.array(names, pa.string()).take(pa.array(codes, pa.int32()))
+
+
 def rows_table(rows: TrainingRows):
     """TrainingRows as a Table with r as stored in memory: the keys of the
     row's components (Parquet dictionary-encodes them: a few bytes each) or,
@@ -98,8 +103,8 @@ def rows_table(rows: TrainingRows):
         return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)),
                                         values)
     return pa.table({
-        "exercise": pa.array(rows.exercise, pa.string()),
-        "user": pa.array(rows.user, pa.string()),
+        "exercise": _names(rows.exercises, rows.exercise_code),
+        "user": _names(rows.users, rows.user_code),
         "user_hash": pa.array(rows.user_hash, pa.uint64()),
         "time_done": pa.array(rows.time_done, pa.int64()),
         "problem_number": pa.array(rows.problem_number, pa.int64()),
@@ -137,10 +142,11 @@ def rows_from_table(table) -> TrainingRows:
     dense_rows = np.flatnonzero(dense_lengths)
     values = dense_r.flatten().to_numpy()
     base = column("base")
+    users, exercises = column("user").dictionary_encode(), column("exercise").dictionary_encode()
     return TrainingRows(
-        column("user").to_numpy(zero_copy_only=False).astype(object),
+        users.dictionary.to_pylist(), users.indices.to_numpy().astype(np.int32),
         column("user_hash").to_numpy().astype(np.uint64),
-        column("exercise").to_numpy(zero_copy_only=False).astype(object),
+        exercises.dictionary.to_pylist(), exercises.indices.to_numpy().astype(np.int32),
         column("time_done").to_numpy().astype(np.int64),
         column("problem_number").to_numpy().astype(np.int64),
         column("correct").to_numpy(zero_copy_only=False).astype(bool),

@@ -95,8 +95,9 @@ class TrainingRowRecords(beam.DoFn):
     def process(self, block):
         _, rows = block
         x = rows.features(self.components)
+        users, exercises = rows.user, rows.exercise
         for i in range(len(rows)):
-            yield {"user": rows.user[i], "exercise": rows.exercise[i],
+            yield {"user": users[i], "exercise": exercises[i],
                    "time_done": format_timestamp(int(rows.time_done[i])),
                    "problem_number": int(rows.problem_number[i]),
                    "correct": bool(rows.correct[i]), "x": x[i].tolist()}
