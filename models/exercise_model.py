@@ -128,7 +128,6 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     costs a SHA-256 and D normal draws; thousands of exercises share keys).
     `prior`: the theta the weights are shrunk toward (fit_global's; with None,
     toward zero as always); the records then say so ("shrunk_to_global")."""
-    rows = in_sample_order(rows, settings.seed)
     holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
     labels = rows.correct.astype(np.float64)
@@ -148,8 +147,15 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
                        f"all {counts['num_train']} training rows are "
                        f"{'correct' if positives else 'wrong'}; no slope to fit")
     components = components or ComponentCache(settings.seed, settings.num_random_features)
-    # Built apart, not cut from one x: a row subset of x would be a C-order copy.
-    x_train, x_holdout = (rows.take(part).features(components) for part in (train, holdout))
+    # Training rows first, then held-out ones, each in sample order: one x
+    # whose two parts are views (a row subset of x would be a C-order copy).
+    rows = in_sample_order(rows, settings.seed)
+    held = holdout_mask(rows, settings.seed, settings.holdout_fraction)
+    rows = rows.take(np.r_[np.flatnonzero(~held), np.flatnonzero(held)])
+    labels = rows.correct.astype(np.float64)
+    train, holdout = slice(0, counts["num_train"]), slice(counts["num_train"], len(rows))
+    x = rows.features(components)
+    x_train, x_holdout = x[train], x[holdout]
     compared = {}
     if baseline is not None:
         theta = baseline.get(exercise)
@@ -163,7 +169,7 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
             return skipped("non_finite_fit", fit.message)
         train_logits, holdout_logits = x_train @ fit.theta, x_holdout @ fit.theta
         holdout_auc: Optional[float] = None
-        if holdout.any():
+        if counts["num_holdout"]:
             holdout_auc = auc(holdout_logits, rows.correct[holdout])
         records.append({
             "exercise": exercise,

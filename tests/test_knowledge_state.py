@@ -220,6 +220,19 @@ def test_component_cache_memoises_and_records_used_keys():
     assert cache.used == {("a", "", True), ("b", "t", False)}
 
 
+@pytest.mark.parametrize("keys", [(), (("c", "", True),),
+                                  (("a", "", True), ("c|d", "t\x1f", False), ("b", "t", False))])
+def test_component_matrix_stacks_the_keys_vectors_in_order(keys):
+    cache = ComponentCache(seed=9, dim=5)
+    cache(("a", "", True))  # one key already cached, the others not
+    cache.used.clear()
+    matrix = cache.matrix(keys)
+    assert matrix.shape == (len(keys), 5)
+    for row, key in zip(matrix, keys):
+        np.testing.assert_array_equal(row, random_component(key, 9, 5))
+    assert cache.used == set(keys)
+
+
 # --- sessionize ----------------------------------------------------------------------
 
 def test_sessionize_sorts_by_time_and_derives_problem_numbers():
