@@ -69,6 +69,16 @@ def bottom_k(rows: TrainingRows, keys: np.ndarray, k: int) -> Tuple[TrainingRows
     return rows.take(order), keys[order]
 
 
+def bottom_k_per_exercise(rows: TrainingRows, keys: np.ndarray, k: int) -> TrainingRows:
+    """bottom_k of every exercise's rows at once: the rows grouped by
+    exercise (in code order), each group in deterministic order."""
+    order = deterministic_order(rows, keys)
+    order = order[np.argsort(rows.exercise_code[order], kind="stable")]
+    groups = rows.exercise_code[order]
+    rank = np.arange(len(order)) - np.searchsorted(groups, groups)
+    return rows.take(order[rank < k])
+
+
 def _mean_log_likelihood(logits: np.ndarray, labels: np.ndarray) -> Optional[float]:
     if not len(labels):
         return None

@@ -18,6 +18,7 @@ import collections
 import hashlib
 import math
 import operator
+import zlib
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -267,6 +268,19 @@ def _codes_per_block(block_of: np.ndarray, codes: np.ndarray, num_blocks: int, d
     return bounds, (pairs % size).tolist(), (position - bounds[block_of]).astype(np.int32)
 
 
+def _block_names(names: Sequence, per_block, block: int) -> tuple:
+    """The names block `block` uses, from _codes_per_block's (bounds, used, _)."""
+    bounds, used, _ = per_block
+    return tuple([names[code] for code in used[bounds[block]:bounds[block + 1]]])
+
+
+def exercise_shards(exercises: Sequence[str], num_shards: int) -> np.ndarray:
+    """Per exercise name, its shard in [0, num_shards): a stable hash (CRC-32
+    of its UTF-8 bytes), the same on every worker and in every run."""
+    return np.array([zlib.crc32(name.encode("utf-8", "surrogatepass")) for name in exercises]
+                    + [0], dtype=np.int64)[:len(exercises)] % num_shards
+
+
 def ragged_take(indptr: np.ndarray, index: np.ndarray):
     """Rows `index` of a CSR-style ragged array: (their indptr, the positions
     of their values in the values array)."""
@@ -335,6 +349,11 @@ class TrainingRows(Columns):
         """Per row, the exercise's name (an object array, built on each access)."""
         return np.array(self.exercises, dtype=object)[self.exercise_code]
 
+    def rows_per_exercise(self) -> Dict[str, int]:
+        """{exercise: its number of rows}, for the exercises with rows."""
+        counts = np.bincount(self.exercise_code, minlength=len(self.exercises))
+        return {name: count for name, count in zip(self.exercises, counts.tolist()) if count}
+
     @staticmethod
     def empty() -> "TrainingRows":
         return TrainingRows((), _EMPTY_CODES, np.array([], dtype=np.uint64), (), _EMPTY_CODES,
@@ -392,33 +411,44 @@ class TrainingRows(Columns):
 
     def split_by_exercise(self) -> Iterable[Tuple[str, "TrainingRows"]]:
         """(exercise, its rows in their original order), exercises in code order."""
-        order = np.argsort(self.exercise_code, kind="stable")
-        num_blocks = len(self.exercises)
-        bounds = np.searchsorted(self.exercise_code[order], np.arange(num_blocks + 1))
-        # One take, then every exercise's block as slices of it, each with only
-        # the users and keys its own rows use: a take per exercise cost ~0.4
-        # ms, most of the replay's time with thousands of exercises (measured).
+        return self._split(self.exercise_code, self.exercises)
+
+    def split_by_shard(self, num_shards: int) -> Iterable[Tuple[int, "TrainingRows"]]:
+        """(shard, its rows in their original order): exercise_shards' shard
+        of every row's exercise, so an exercise's rows always share a shard."""
+        shards = exercise_shards(self.exercises, num_shards)
+        return self._split(shards[self.exercise_code], range(num_shards))
+
+    def _split(self, group_of_row: np.ndarray, groups: Sequence) -> Iterable[Tuple]:
+        """(groups[g], the rows of group g in their original order) for every
+        group with rows, in group order."""
+        order = np.argsort(group_of_row, kind="stable")
+        num_blocks = len(groups)
+        bounds = np.searchsorted(group_of_row[order], np.arange(num_blocks + 1))
+        # One take, then every block as slices of it, each with only the
+        # names and keys its own rows use: a take per exercise cost ~0.4 ms,
+        # most of the replay's time with thousands of exercises (measured).
         rows = self.take(order)
         block_of_row = np.repeat(np.arange(num_blocks), np.diff(bounds))
         block_of_update = np.repeat(block_of_row, np.diff(rows.update_indptr))
-        key_bounds, used_keys, local_ids = _codes_per_block(
-            block_of_update, rows.update_ids, num_blocks, len(rows.component_keys))
-        user_bounds, used_users, local_users = _codes_per_block(
-            block_of_row, rows.user_code, num_blocks, len(rows.users))
+        keys = _codes_per_block(block_of_update, rows.update_ids, num_blocks,
+                                len(rows.component_keys))
+        users = _codes_per_block(block_of_row, rows.user_code, num_blocks, len(rows.users))
+        exercises = _codes_per_block(block_of_row, rows.exercise_code, num_blocks,
+                                     len(rows.exercises))
         update_bounds = rows.update_indptr[bounds]
         dense_bounds = np.searchsorted(rows.dense_rows, bounds)
-        for code, name in enumerate(rows.exercises):
-            low, high = bounds[code], bounds[code + 1]
-            updates = slice(update_bounds[code], update_bounds[code + 1])
-            dense = slice(dense_bounds[code], dense_bounds[code + 1])
-            yield name, TrainingRows(
-                [rows.users[user] for user in used_users[user_bounds[code]:user_bounds[code + 1]]],
-                local_users[low:high], rows.user_hash[low:high], (name,),
-                np.zeros(high - low, dtype=np.int32),
+        for block in np.flatnonzero(np.diff(bounds)).tolist():
+            low, high = bounds[block], bounds[block + 1]
+            updates = slice(update_bounds[block], update_bounds[block + 1])
+            dense = slice(dense_bounds[block], dense_bounds[block + 1])
+            yield groups[block], TrainingRows(
+                _block_names(rows.users, users, block), users[2][low:high],
+                rows.user_hash[low:high],
+                _block_names(rows.exercises, exercises, block), exercises[2][low:high],
                 *(getattr(rows, column)[low:high] for column in self._ROW_COLUMNS[1:]),
-                rows.update_indptr[low:high + 1] - update_bounds[code], local_ids[updates],
-                tuple([rows.component_keys[key]
-                       for key in used_keys[key_bounds[code]:key_bounds[code + 1]]]),
+                rows.update_indptr[low:high + 1] - update_bounds[block], keys[2][updates],
+                _block_names(rows.component_keys, keys, block),
                 rows.dense_rows[dense] - low, rows.dense_r[dense])
 
     def features(self, components: "ComponentCache") -> np.ndarray:

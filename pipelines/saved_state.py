@@ -201,7 +201,8 @@ class SavedState:
             return rows
         daily = rows | "SampleOwnRows" >> SampleRowsByDay(fit_settings.max_samples,
                                                           fit_settings.seed)
-        own = daily | "ByExercise" >> beam.MapTuple(lambda key, sample: (key[0], sample))
+        own = daily | "ByExercise" >> beam.MapTuple(
+            lambda key, sample: (key[0], (sample[0], {key[0]: sample[1]})))
         _ = ({"samples": daily, "after": header}
              | "WriteRowsPartition" >> WriteRowsPartition(
                  self.plan.rows_output, {"seed": options.seed,

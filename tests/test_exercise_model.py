@@ -14,8 +14,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.exercise_model import (
-    FitSettings, bottom_k, deterministic_order, fit_exercise, fit_global, global_pool,
-    holdout_mask, sample_keys, select_l2)
+    FitSettings, bottom_k, bottom_k_per_exercise, deterministic_order, fit_exercise, fit_global,
+    global_pool, holdout_mask, sample_keys, select_l2)
 from models.knowledge_state import (
     NUM_BASE_FEATURES, ComponentCache, TrainingRows, replay_students, sessionize)
 from models.problem_log import ProblemLog
@@ -181,6 +181,30 @@ def test_bottom_k_same_rows_whatever_the_order_or_blocking(rows):
         np.testing.assert_array_equal(merged_keys, expected_keys)
         assert _row_ids(merged) == _row_ids(expected)
         np.testing.assert_array_equal(dense(merged, settings), expected_x)
+
+
+def test_bottom_k_per_exercise_keeps_each_exercises_k_smallest_keys():
+    """Rows of three exercises in one block: per exercise, its k smallest
+    sample keys in key order (a plain sort per exercise), grouped by exercise."""
+    students = []
+    rng = np.random.default_rng(3)
+    for u in range(150):
+        n = int(rng.integers(3, 15))
+        students.append(sessionize([
+            ProblemLog(f"u|{u}", ("a\x1fb", "c", "d")[int(rng.integers(3))], "", None,
+                       T0 + int(rng.integers(0, 10_000)) * 1_000_000, bool(rng.random() < 0.7))
+            for _ in range(n)])[0])
+    rows = replay_students(students, ComponentCache(0, 3))
+    keys = sample_keys(rows, seed=0)
+    k = 40
+    sample = bottom_k_per_exercise(rows, keys, k)
+    names = rows.exercise
+    expected = []
+    for exercise in sorted(set(names.tolist()), key=rows.exercises.index):
+        mine = sorted(keys[names == exercise].tolist())[:k]
+        expected += [(exercise, key) for key in mine]
+    assert list(zip(sample.exercise.tolist(), sample_keys(sample, seed=0).tolist())) == expected
+    assert len(sample) == sum(min(k, int((names == e).sum())) for e in set(names.tolist()))
 
 
 def test_deterministic_order_breaks_key_ties_by_row():

@@ -102,6 +102,43 @@ def test_fits_equal_scikit_learn_and_skips_say_why(data):
                     label="skipped")
 
 
+def test_exercises_sharing_a_key_are_sampled_and_fitted_as_if_alone(data):
+    """The replay keys blocks by exercise shard: many exercises under one
+    key, mixed in blocks. With a cap that makes the combine compact mixed
+    blocks, every exercise still gets the sample and fit it gets alone."""
+    settings = FitSettings(max_samples=100, min_samples=30, holdout_fraction=0.2, l2=L2,
+                           seed=SEED, num_random_features=DIM)
+    names = ("fit", "capped", "few", "one_class")
+    alone = [block for name in names for block in blocks(name, data[name][0], 3)]
+    parts = [[rows for _, rows in blocks(name, data[name][0], 3)] for name in names]
+    mixed = [("shard", TrainingRows.concatenate(list(group))) for group in zip(*parts)]
+
+    def outcome(records):
+        return sorted((r["exercise"], r.get("num_train"), r.get("num_rows_available"),
+                       tuple(r.get("theta", ())), r.get("reason")) for r in records)
+
+    def as_expected(pair):
+        (alone_outcome, mixed_outcome), = pair
+        assert mixed_outcome == alone_outcome
+        assert [(name, rows) for name, _, rows, _, _ in alone_outcome] == [
+            ("capped", 320), ("few", 20), ("fit", 240), ("one_class", 50)]
+        assert {name: train for name, train, _, theta, _ in alone_outcome if theta} == {
+            "capped": pytest.approx(80, abs=20), "fit": pytest.approx(80, abs=20)}
+
+    with TestPipeline() as pipeline:
+        outcomes = []
+        for label, inputs in (("Alone", alone), ("Mixed", mixed)):
+            fits = (pipeline | f"Create{label}" >> beam.Create(inputs)
+                    | f"Fit{label}" >> FitPerExercise(settings))
+            outcomes.append((fits[FITTED], fits[SKIPPED]) | f"All{label}" >> beam.Flatten()
+                            | f"List{label}" >> beam.combiners.ToList()
+                            | f"Outcome{label}" >> beam.Map(outcome))
+        pair = (outcomes[0] | "Pair" >> beam.Map(
+            lambda alone_outcome, mixed_outcome: (alone_outcome, mixed_outcome),
+            beam.pvalue.AsSingleton(outcomes[1])))
+        assert_that(pair, as_expected)
+
+
 def test_a_holdout_leaves_out_whole_students(data):
     """With a holdout fraction the fit sees only the other students' rows:
     scikit-learn on exactly those rows gives the same theta, and the holdout

@@ -64,5 +64,5 @@ def test_a_partition_reads_back_the_rows_and_counts_of_the_window(tmp_path):
         pieces = (pipeline
                   | ReadRowsPartitions(partition_files(directory, done), second_day)
                   | beam.Map(lambda piece: (piece[0], list(map(tuple, piece[1][0].features(
-                      ComponentCache(SEED, DIM)))), piece[1][1])))
+                      ComponentCache(SEED, DIM)))), piece[1][1][piece[0]])))
         assert_that(pieces, check)

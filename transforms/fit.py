@@ -7,52 +7,61 @@ from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
 from models.evaluation import HOLDOUT_BY_L2, l2_selection
-from models.exercise_model import (FitSettings, bottom_k, fit_exercise, fit_global, global_pool,
-                                   sample_keys, select_l2)
+from models.exercise_model import (FitSettings, bottom_k, bottom_k_per_exercise, fit_exercise,
+                                   fit_global, global_pool, sample_keys, select_l2)
 from models.knowledge_state import ComponentCache, TrainingRows
 from transforms import progress
 from transforms.read import METRICS_NAMESPACE
 
 FITTED, SKIPPED, GLOBAL_FIT = "fitted", "skipped", "global_fit"
+_NO_ROWS = TrainingRows.empty()
 
 
 class BottomKRowsFn(beam.CombineFn):
-    """Keeps the `k` rows with the smallest hash keys: a uniform sample whose
-    memory is bounded by k per exercise and which Beam can pre-combine on each
-    worker before the shuffle. Also counts every row seen.
+    """Keeps, per exercise, the `k` rows with the smallest hash keys: a
+    uniform sample whose memory is bounded by k per exercise and which Beam
+    can pre-combine on each worker before the shuffle. Also counts every
+    row seen per exercise. With per_exercise=False the k rows are kept over
+    all exercises together (the global fit's pool).
 
-    Accumulator: [list of TrainingRows blocks, rows held, rows seen],
-    modified in place (as Beam allows). Blocks are compacted only when they
-    hold more than 2k rows, so adding a small block never copies the sample.
-    Sample keys are computed only then, over all the blocks at once: per
-    block they cost more than the rest of the combine with thousands of
-    small exercises (measured)."""
+    Accumulator: [list of TrainingRows blocks, rows held, {exercise: rows
+    seen}], modified in place (as Beam allows). Blocks are compacted only
+    when they hold more than 2k rows per exercise, so adding a small block
+    never copies the sample. Sample keys are computed only then, over all
+    the blocks at once: per block they cost more than the rest of the
+    combine with thousands of small exercises (measured)."""
 
-    def __init__(self, k: int, seed: int):
+    def __init__(self, k: int, seed: int, per_exercise: bool = True):
         self.k = k
         self.seed = seed
+        self.per_exercise = per_exercise
 
     def create_accumulator(self):
-        return [[], 0, 0]
+        return [[], 0, {}]
 
     def _compact(self, accumulator):
-        blocks, held, _ = accumulator
-        if held > 2 * self.k:
+        blocks, held, seen = accumulator
+        if held > 2 * self.k * (max(len(seen), 1) if self.per_exercise else 1):
             rows = self._bottom_k(blocks)
             accumulator[0], accumulator[1] = [rows], len(rows)
         return accumulator
 
     def _bottom_k(self, blocks):
         rows = TrainingRows.concatenate(blocks)
-        return bottom_k(rows, sample_keys(rows, self.seed), self.k)[0]
+        keys = sample_keys(rows, self.seed)
+        if self.per_exercise:
+            return bottom_k_per_exercise(rows, keys, self.k)
+        return bottom_k(rows, keys, self.k)[0]
 
     def add_input(self, accumulator, element):
-        """`element`: a TrainingRows block, or (a sample, rows seen) from an
-        earlier sampling (transforms.rows_store: a run's sample read back)."""
-        rows, seen = element if isinstance(element, tuple) else (element, len(element))
+        """`element`: a TrainingRows block of any exercises, or (a sample,
+        {exercise: rows seen}) from an earlier sampling (transforms.rows_store:
+        a run's sample read back)."""
+        rows, seen = (element if isinstance(element, tuple)
+                      else (element, element.rows_per_exercise()))
         accumulator[0].append(rows)
         accumulator[1] += len(rows)
-        accumulator[2] += seen
+        _add_counts(accumulator[2], seen)
         return self._compact(accumulator)
 
     def merge_accumulators(self, accumulators):
@@ -60,15 +69,22 @@ class BottomKRowsFn(beam.CombineFn):
         for blocks, held, seen in accumulators:
             merged[0].extend(blocks)
             merged[1] += held
-            merged[2] += seen
+            _add_counts(merged[2], seen)
             self._compact(merged)
         return merged
 
     def extract_output(self, accumulator):
+        """(the sample, {exercise: rows seen}); per exercise, the sample's rows
+        are grouped by exercise, each group in sample order."""
         blocks, _, seen = accumulator
         if not blocks:  # CombineGlobally over nothing
             return TrainingRows.empty(), seen
         return self._bottom_k(blocks), seen
+
+
+def _add_counts(total: dict, counts: dict) -> None:
+    for name, count in counts.items():
+        total[name] = total.get(name, 0) + count
 
 
 class _Fit(beam.DoFn):
@@ -97,17 +113,36 @@ class _Fit(beam.DoFn):
             yield pvalue.TaggedOutput(SKIPPED, record)
 
 
-class SampleRowsPerExercise(beam.PTransform):
-    """(exercise, TrainingRows blocks or (sample, rows seen)) -> (exercise,
-    (its bottom-k sample, rows seen)): samples of samples are exact, so a
-    run's sample can be kept and merged into a later run's."""
+def _by_exercise(element, key_of):
+    key, (sample, seen) = element
+    samples = dict(sample.split_by_exercise())
+    for exercise, count in seen.items():
+        yield key_of(key, exercise), (samples.get(exercise, _NO_ROWS), count)
 
-    def __init__(self, max_samples: int, seed: int):
+
+def _exercise(key, exercise):
+    return exercise
+
+
+class SampleRowsPerExercise(beam.PTransform):
+    """(key, TrainingRows blocks or (sample, {exercise: rows seen})) ->
+    (exercise, (its bottom-k sample, rows seen)), for every exercise seen.
+    All rows of one exercise must come under one key; a key may hold many
+    exercises (the replay keys its blocks by exercise shard: a few hundred
+    elements per replay batch instead of one per exercise, whose per-element
+    cost dominated with thousands of exercises, measured). `key_of(key,
+    exercise)` gives the output key (default: the exercise). Samples of
+    samples are exact, so a run's sample can be kept and merged into a later
+    run's."""
+
+    def __init__(self, max_samples: int, seed: int, key_of=_exercise):
         super().__init__()
-        self.max_samples, self.seed = max_samples, seed
+        self.max_samples, self.seed, self.key_of = max_samples, seed, key_of
 
     def expand(self, blocks):
-        return blocks | beam.CombinePerKey(BottomKRowsFn(self.max_samples, self.seed))
+        return (blocks
+                | "BottomK" >> beam.CombinePerKey(BottomKRowsFn(self.max_samples, self.seed))
+                | "ByExercise" >> beam.FlatMap(_by_exercise, self.key_of))
 
 
 class _FitGlobal(beam.DoFn):
@@ -138,7 +173,7 @@ class FitGlobal(beam.PTransform):
         return (samples
                 | "GlobalPool" >> beam.Map(lambda element: global_pool(element[1][0], settings))
                 | "GlobalSample" >> beam.CombineGlobally(
-                    BottomKRowsFn(settings.global_max_rows, settings.seed))
+                    BottomKRowsFn(settings.global_max_rows, settings.seed, per_exercise=False))
                 | "FitGlobal" >> beam.ParDo(_FitGlobal(settings)))
 
 

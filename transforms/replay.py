@@ -10,6 +10,9 @@ from models.student_state import Joined
 from transforms.read import METRICS_NAMESPACE
 
 ROWS, COMPONENT_KEYS, STATES = "rows", "component_keys", "states"
+# The keys of the row blocks (models.knowledge_state.exercise_shards): a
+# replay batch gives at most this many blocks, however many exercises it has.
+EXERCISE_SHARDS = 256
 
 
 class StudentBatchDoFn(beam.DoFn):
@@ -50,7 +53,7 @@ class StudentBatchDoFn(beam.DoFn):
 
 class _ReplayBuckets(beam.DoFn):
     """Replays every student of a bucket in one vectorized pass and emits one
-    (exercise, TrainingRows) block per exercise. Also emits the random-component
+    (shard, TrainingRows) block per exercise shard. Also emits the random-component
     keys each bundle used (a retried bundle emits them again; duplicates are
     removed downstream)."""
 
@@ -86,11 +89,12 @@ class _ReplayBuckets(beam.DoFn):
             self.rows_before_window.inc(int(len(rows) - inside.sum()))
             rows = rows.take(inside)
         self.rows_emitted.inc(len(rows))
-        yield from rows.split_by_exercise()
+        yield from rows.split_by_shard(EXERCISE_SHARDS)
 
 
 class ReplayKnowledgeState(beam.PTransform):
-    """Sessionized buckets -> `rows`: (exercise, TrainingRows) blocks, and
+    """Sessionized buckets -> `rows`: (shard, TrainingRows) blocks (every row
+    of an exercise in the shard exercise_shards gives it), and
     `component_keys`: the (exercise, problem_type, correct) keys whose random
     components the features used (with repeats across workers). With
     `emit_from` (epoch µs) earlier attempts only update the state. Buckets

@@ -39,19 +39,24 @@ def _shard(exercise: str) -> int:
 
 
 class _ByDay(beam.DoFn):
-    """(exercise, TrainingRows) -> ((exercise, day number), its rows of the day)."""
+    """(key, TrainingRows) -> ((key, day number), its rows of the day)."""
 
     def process(self, block):
-        exercise, rows = block
+        key, rows = block
         days = day_of(rows.time_done)
         for day in np.unique(days).tolist():
-            yield (exercise, day), rows.take(days == day)
+            yield (key, day), rows.take(days == day)
+
+
+def _exercise_day(key, exercise):
+    return exercise, key[1]
 
 
 class SampleRowsByDay(beam.PTransform):
-    """(exercise, TrainingRows) -> ((exercise, day), (bottom-k sample, rows
-    seen)): a sample per day, so that a later run that keeps only some days
-    still has the exact sample of those days."""
+    """(key, TrainingRows) blocks (every row of an exercise under one key) ->
+    ((exercise, day), (bottom-k sample, rows seen)): a sample per day, so
+    that a later run that keeps only some days still has the exact sample of
+    those days."""
 
     def __init__(self, max_samples: int, seed: int):
         super().__init__()
@@ -60,7 +65,8 @@ class SampleRowsByDay(beam.PTransform):
     def expand(self, blocks):
         return (blocks
                 | "ByDay" >> beam.ParDo(_ByDay())
-                | "SampleDays" >> SampleRowsPerExercise(self.max_samples, self.seed))
+                | "SampleDays" >> SampleRowsPerExercise(self.max_samples, self.seed,
+                                                        key_of=_exercise_day))
 
 
 class _WriteShard(beam.DoFn):
@@ -203,8 +209,9 @@ class WriteRowsPartition(beam.PTransform):
 
 
 class _ReadPartitionFile(beam.DoFn):
-    """A partition's file -> (exercise, (sample, 0)) from a rows shard, or
-    (exercise, (no rows, rows seen)) from its counts, for days >= `from_day`."""
+    """A partition's file -> (exercise, (sample, {exercise: 0})) from a rows
+    shard, or (exercise, (no rows, {exercise: rows seen})) from its counts,
+    for days >= `from_day`."""
 
     def __init__(self, from_day):
         self.from_day = from_day
@@ -222,18 +229,19 @@ class _ReadPartitionFile(beam.DoFn):
                                       table.column("rows").to_numpy()[keep].tolist()):
                 seen[exercise] = seen.get(exercise, 0) + rows
             for exercise, rows in seen.items():
-                yield exercise, (TrainingRows.empty(), rows)
+                yield exercise, (TrainingRows.empty(), {exercise: rows})
             return
         rows = rows_from_table(table)
         rows = rows.take(np.flatnonzero(day_of(rows.time_done) >= self.from_day))
         self.rows_read.inc(len(rows))
         for exercise, sample in rows.split_by_exercise():
-            yield exercise, (sample, 0)
+            yield exercise, (sample, {exercise: 0})
 
 
 class ReadRowsPartitions(beam.PTransform):
-    """Files of finished partitions -> (exercise, (sample, rows seen)) pieces
-    of the days from `from_date` on (None: every day)."""
+    """Files of finished partitions -> (exercise, (sample, {exercise: rows
+    seen})) pieces of the days from `from_date` on (None: every day), as
+    SampleRowsPerExercise takes them."""
 
     def __init__(self, paths, from_date: datetime.date = None):
         super().__init__()
