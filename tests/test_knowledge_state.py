@@ -220,6 +220,16 @@ def test_component_cache_memoises_and_records_used_keys():
     assert cache.used == {("a", "", True), ("b", "t", False)}
 
 
+def test_component_caches_of_one_seed_and_dimension_share_their_vectors():
+    first, second = ComponentCache(seed=11, dim=4), ComponentCache(seed=11, dim=4)
+    vector = first(("x", "", True))
+    assert second(("x", "", True)) is vector  # computed once in the process
+    assert second.used == {("x", "", True)}
+    other = ComponentCache(seed=12, dim=4)(("x", "", True))
+    np.testing.assert_array_equal(other, random_component(("x", "", True), 12, 4))
+    assert not np.array_equal(other, vector)
+
+
 @pytest.mark.parametrize("keys", [(), (("c", "", True),),
                                   (("a", "", True), ("c|d", "t\x1f", False), ("b", "t", False))])
 def test_component_matrix_stacks_the_keys_vectors_in_order(keys):

@@ -6,7 +6,7 @@ import json
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from models.knowledge_state import ComponentCache, random_component
+from models.knowledge_state import ComponentCache
 from models.problem_log import format_timestamp
 from transforms.dead_letter import to_json_line
 
@@ -60,7 +60,7 @@ class WriteSortedJsonLines(beam.PTransform):
 def component_record(key, seed: int, dim: int) -> dict:
     exercise, problem_type, correct = key
     return {"exercise": exercise, "problem_type": problem_type, "correct": bool(correct),
-            "vector": random_component(key, seed, dim).tolist()}
+            "vector": ComponentCache(seed, dim)(tuple(key)).tolist()}
 
 
 class ComponentRecords(beam.PTransform):
