@@ -138,6 +138,8 @@ def fit_exercise(exercise: str, rows: TrainingRows, rows_available: int,
     costs a SHA-256 and D normal draws; thousands of exercises share keys).
     `prior`: the theta the weights are shrunk toward (fit_global's; with None,
     toward zero as always); the records then say so ("shrunk_to_global")."""
+    # Counts and skips first, in any row order: with thousands of exercises
+    # most are skipped.
     holdout = holdout_mask(rows, settings.seed, settings.holdout_fraction)
     train = ~holdout
     labels = rows.correct.astype(np.float64)

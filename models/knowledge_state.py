@@ -24,8 +24,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse
 
-from models.log_batch import (Columns, LogBatch, compact_codes, merge_codes, name_hashes,
-                              unique_codes)
+from models.log_batch import (EMPTY_CODES, Columns, LogBatch, compact_codes, merge_codes,
+                              name_hashes, unique_codes)
 from models.problem_log import ProblemLog
 from models.student_features import (STUDENT_FEATURE_NAMES, StudentTotals,
                                      student_feature_columns)
@@ -263,9 +263,6 @@ def user_hash(user: str) -> int:
                           "little")
 
 
-_EMPTY_CODES = np.zeros(0, dtype=np.int32)
-
-
 def _codes_per_block(block_of: np.ndarray, codes: np.ndarray, num_blocks: int, domain: int):
     """Codes in [0, domain) grouped in blocks (block_of non-decreasing) ->
     (bounds, used, local): block b uses the codes used[bounds[b]:bounds[b+1]]
@@ -285,8 +282,8 @@ def _block_names(names: Sequence, per_block, block: int) -> tuple:
 def exercise_shards(exercises: Sequence[str], num_shards: int) -> np.ndarray:
     """Per exercise name, its shard in [0, num_shards): a stable hash (CRC-32
     of its UTF-8 bytes), the same on every worker and in every run."""
-    return np.array([zlib.crc32(name.encode("utf-8", "surrogatepass")) for name in exercises]
-                    + [0], dtype=np.int64)[:len(exercises)] % num_shards
+    return np.fromiter((zlib.crc32(name.encode("utf-8", "surrogatepass")) for name in exercises),
+                       dtype=np.int64, count=len(exercises)) % num_shards
 
 
 def ragged_take(indptr: np.ndarray, index: np.ndarray):
@@ -364,7 +361,7 @@ class TrainingRows(Columns):
 
     @staticmethod
     def empty() -> "TrainingRows":
-        return TrainingRows((), _EMPTY_CODES, np.array([], dtype=np.uint64), (), _EMPTY_CODES,
+        return TrainingRows((), EMPTY_CODES, np.array([], dtype=np.uint64), (), EMPTY_CODES,
                             np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                             np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
                             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())

@@ -20,7 +20,7 @@ from models.problem_log import OPTIONAL_INT_FIELDS, ProblemLog
 
 _NAME_COLUMNS = (("users", "user"), ("exercises", "exercise"), ("problem_types", "problem_type"))
 _VALUE_COLUMNS = ("problem_number", "time_done", "correct", "optional", "optional_present")
-_EMPTY_CODES = np.zeros(0, dtype=np.int32)
+EMPTY_CODES = np.zeros(0, dtype=np.int32)
 _ALIGNMENT = 16  # bytes: every packed array starts aligned (Columns)
 
 
@@ -58,7 +58,7 @@ def merge_codes(parts: Sequence[Tuple[Sequence[str], np.ndarray]]) -> Tuple[tupl
     """(names, codes) of several blocks -> one dictionary and the blocks'
     codes into it, concatenated."""
     index: Dict[str, int] = {}
-    recoded = [_codes(names, index)[codes] if len(names) else _EMPTY_CODES
+    recoded = [_codes(names, index)[codes] if len(names) else EMPTY_CODES
                for names, codes in parts]
     return tuple(index), np.concatenate(recoded)
 
@@ -169,7 +169,7 @@ class LogBatch(Columns):
 
     @staticmethod
     def empty() -> "LogBatch":
-        return LogBatch((), _EMPTY_CODES, (), _EMPTY_CODES, (), _EMPTY_CODES,
+        return LogBatch((), EMPTY_CODES, (), EMPTY_CODES, (), EMPTY_CODES,
                         np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool),
                         np.zeros((0, len(OPTIONAL_INT_FIELDS)), np.int64),
                         np.zeros((0, len(OPTIONAL_INT_FIELDS)), bool))

@@ -178,13 +178,15 @@ class FitGlobal(beam.PTransform):
 
 
 class FitPerExercise(beam.PTransform):
-    """(exercise, TrainingRows) blocks -> {FITTED: parameter records, SKIPPED:
-    records with a reason}. With `baseline` ({exercise: theta} of a version
+    """(key, TrainingRows) blocks, every row of an exercise under one key
+    (the replay's exercise shard, or the exercise) -> {FITTED: parameter
+    records, SKIPPED: records with a reason}. With `baseline` ({exercise: theta} of a version
     with the same features) each record also scores it on the same holdout
     rows. With settings.l2_candidates every candidate is fitted in the same
     pass, and the one with the best holdout log likelihood over all exercises
     (models.evaluation.l2_selection) gives every exercise's parameters.
-    Blocks may also be (sample, rows seen) pairs of SampleRowsPerExercise.
+    Blocks may also be (sample, {exercise: rows seen}) pairs, as
+    transforms.rows_store reads them back.
     With settings.shrink_to_global a global fit over all exercises
     (FitGlobal, also output as GLOBAL_FIT) is the side input every exercise's
     fit is shrunk toward."""
