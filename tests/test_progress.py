@@ -104,8 +104,12 @@ def test_a_local_run_prints_progress_when_asked(sample, tmp_path, monkeypatch, c
 def test_multi_processing_runs_show_progress_and_no_beam_chatter(sample, tmp_path):
     """Worker subprocesses count too; Beam's warnings (e.g. the workers'
     "Discarding unparseable args" listing every option) stay hidden."""
+    # A line every 0.5 s instead of 5: the run may take less than 5 s.
+    command = ("import runpy, sys; from pipelines import progress; "
+               "progress.PROGRESS_SECONDS = 0.5; sys.argv[0] = 'train_knowledge_model'; "
+               "runpy.run_module('pipelines.train_knowledge_model', run_name='__main__')")
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.train_knowledge_model",
+        [sys.executable, "-c", command,
          "--input", os.path.join(sample, "*.avro"), "--output", str(tmp_path / "out"),
          "--direct_running_mode=multi_processing", "--direct_num_workers=2",
          "--progress", "always"],
