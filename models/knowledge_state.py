@@ -2,7 +2,7 @@
 
 Two implementations of the feature contract (docs/how-it-works.md) live here on
 purpose, with the training-row block both produce and the saved-state
-events a replay continues from (about 590 lines: kept together so the
+events a replay continues from (about 670 lines: kept together so the
 contract has one home, and the tests hold the two equal):
 
 * ExerciseState / KnowledgeState: one attempt at a time, written to read like
