@@ -391,6 +391,10 @@ class TrainingRows(Columns):
 
     @staticmethod
     def concatenate(blocks: Sequence["TrainingRows"]) -> "TrainingRows":
+        # Empty blocks (a count without rows) may have another base width.
+        blocks = [block for block in blocks if len(block)] or list(blocks[:1])
+        if len(blocks) <= 1:
+            return blocks[0] if blocks else TrainingRows.empty()
         keys: Dict[ComponentKey, int] = {}
         indptrs, ids = [np.zeros(1, dtype=np.int64)], []
         offset = 0

@@ -207,6 +207,7 @@ class SavedState:
              | "WriteRowsPartition" >> WriteRowsPartition(
                  self.plan.rows_output, {"seed": options.seed,
                                          "num_random_features": options.num_random_features,
+                                         "student_features": options.student_features,
                                          "run_id": settings["run_id"]}))
         if not self.partitions:
             return own
@@ -244,6 +245,10 @@ def check_partition(folder: str, options) -> dict:
         raise ValueError(f"--state_dir: the rows partition {folder} was written with seed and "
                          f"dimension {saved}, not this run's ({options.seed}, "
                          f"{options.num_random_features}); use another --state_dir")
+    if bool(done.get("student_features")) != options.student_features:
+        written = "with" if done.get("student_features") else "without"
+        raise ValueError(f"--state_dir: the rows partition {folder} was written {written} "
+                         f"--student_features, unlike this run; use another --state_dir")
     return done
 
 

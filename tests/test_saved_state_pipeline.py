@@ -198,6 +198,30 @@ def test_dated_state_dir_bootstraps_continues_keeps_and_reruns(full_and_sliced, 
     assert (root / "2026-03-04" / "state-00000.parquet").read_bytes() == first
 
 
+def test_state_dir_with_student_features_fits_the_full_runs_parameters(slices, tmp_path):
+    """The rows store keeps the student columns too (its rows are wider):
+    the last night, fitting its own rows and the stored samples of earlier
+    nights, gets one run's parameters over all the logs; a run without the
+    option refuses those partitions."""
+    features = [*COMMON, "--student_features"]
+    run(["--input", os.path.dirname(slices[0]) + "/slice-*.avro",
+         "--output", str(tmp_path / "full"), *features])
+    root = tmp_path / "state"
+    for path, day in zip(slices, ["2026-03-01", "2026-03-02", "2026-03-04"]):
+        run(["--input", path, "--output", str(tmp_path / "out"), "--overwrite",
+             "--state_dir", str(root), "--run_date", day, *features])
+    expected, actual = params_of(tmp_path / "full"), params_of(tmp_path / "out")
+    assert sorted(actual) == sorted(expected)
+    for exercise, record in expected.items():
+        assert actual[exercise]["num_train"] == record["num_train"]
+        assert len(record["theta"]) == 7 + 3 + 100
+        np.testing.assert_allclose(actual[exercise]["theta"], record["theta"], rtol=0,
+                                   atol=1e-9)
+    with pytest.raises(UsageError, match="written with --student_features"):
+        run(["--input", slices[2], "--output", str(tmp_path / "out"), "--overwrite",
+             "--state_dir", str(root), "--run_date", "2026-03-05", *COMMON])
+
+
 def fingerprints_in(snapshot) -> int:
     return sum(len(row) for path in glob.glob(os.path.join(snapshot, "state-*.parquet"))
                for row in pq.read_table(path).column("recent_attempts").to_pylist())

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from models.knowledge_state import NUM_BASE_FEATURES, TrainingRows
+from models.knowledge_state import TrainingRows
 from models.monitoring import day_of
 from transforms.fit import SampleRowsPerExercise
 from transforms.read import METRICS_NAMESPACE
@@ -116,7 +116,7 @@ def rows_table(rows: TrainingRows):
         "problem_number": pa.array(rows.problem_number, pa.int64()),
         "correct": pa.array(rows.correct, pa.bool_()),
         "base": pa.FixedSizeListArray.from_arrays(pa.array(rows.base.reshape(-1)),
-                                                  NUM_BASE_FEATURES),
+                                                  rows.base.shape[1]),
         "updates": ragged(np.diff(rows.update_indptr), pa.StructArray.from_arrays(
             [key_part(0), key_part(1),
              pa.array(np.array([key[2] for key in keys], dtype=bool)[ids], pa.bool_())],
@@ -156,7 +156,7 @@ def rows_from_table(table) -> TrainingRows:
         column("time_done").to_numpy().astype(np.int64),
         column("problem_number").to_numpy().astype(np.int64),
         column("correct").to_numpy(zero_copy_only=False).astype(bool),
-        base.flatten().to_numpy().reshape(len(table), NUM_BASE_FEATURES),
+        base.flatten().to_numpy().reshape(len(table), base.type.list_size),
         offsets - offsets[0], ids.astype(np.int32).reshape(-1), keys, dense_rows,
         values.reshape(len(dense_rows), -1) if len(dense_rows) else None)
 
