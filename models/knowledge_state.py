@@ -366,17 +366,24 @@ class TrainingRows(Columns):
                             np.array([], dtype=bool), np.zeros((0, NUM_BASE_FEATURES)),
                             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), ())
 
-    def take(self, index) -> "TrainingRows":
+    def take(self, index, compact: bool = True) -> "TrainingRows":
+        """Rows `index`. With `compact` (the default) they carry only the names
+        and keys they use: a block must not carry those of the whole batch it
+        came from (exercises x keys across thousands of blocks). Without, the
+        dictionaries stay as they are (for a caller that compacts per block)."""
         index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
         indptr, positions = ragged_take(self.update_indptr, index)
-        # Only the names and keys these rows use: a block must not carry those
-        # of the whole batch it came from (exercises x keys across thousands
-        # of blocks).
-        used, ids = unique_codes(self.update_ids[positions], len(self.component_keys))
-        users, user_code = compact_codes(self.users, self.user_code[index])
-        exercises, exercise_code = compact_codes(self.exercises, self.exercise_code[index])
+        ids, users, user_code, exercises, exercise_code = (
+            self.update_ids[positions], self.users, self.user_code[index], self.exercises,
+            self.exercise_code[index])
+        keys = self.component_keys
+        if compact:
+            used, ids = unique_codes(ids, len(keys))
+            keys = tuple([keys[i] for i in used.tolist()])
+            users, user_code = compact_codes(users, user_code)
+            exercises, exercise_code = compact_codes(exercises, exercise_code)
         dense_rows, dense_r = self.dense_rows, self.dense_r
         if len(dense_rows):
             where = np.full(len(self), -1, dtype=np.int64)
@@ -386,8 +393,7 @@ class TrainingRows(Columns):
             dense_r = dense_r[selected[dense_rows]]
         return TrainingRows(users, user_code, self.user_hash[index], exercises, exercise_code,
                             *(getattr(self, name)[index] for name in self._ROW_COLUMNS[1:]),
-                            indptr, ids, tuple([self.component_keys[i] for i in used.tolist()]),
-                            dense_rows, dense_r)
+                            indptr, ids, keys, dense_rows, dense_r)
 
     @staticmethod
     def concatenate(blocks: Sequence["TrainingRows"]) -> "TrainingRows":
@@ -437,7 +443,7 @@ class TrainingRows(Columns):
         # One take, then every block as slices of it, each with only the
         # names and keys its own rows use: a take per exercise cost ~0.4 ms,
         # most of the replay's time with thousands of exercises (measured).
-        rows = self.take(order)
+        rows = self.take(order, compact=False)
         block_of_row = np.repeat(np.arange(num_blocks), np.diff(bounds))
         block_of_update = np.repeat(block_of_row, np.diff(rows.update_indptr))
         keys = _codes_per_block(block_of_update, rows.update_ids, num_blocks,
